@@ -1,0 +1,34 @@
+# deliver: build, test, demo. Run `make help` for the targets.
+SHELL := /usr/bin/env bash
+GO ?= go
+# The Kubernetes test binaries live outside the clone so every clone (and CI) reuses them.
+K8S_BINS ?= $(or $(DELIVER_K8S_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/k8s-bins)
+export DELIVER_K8S_BINS := $(K8S_BINS)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/deliverhq/deliver/step.version=$(VERSION)
+TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=40m
+
+.PHONY: help build test lint k8s-bins demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build bin/deliver (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver .
+
+test: k8s-bins lint ## run every test (-race) against real git, registry and Kubernetes servers
+	$(GO) test $(TEST_FLAGS) ./...
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './hack/k8stools/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (cached)
+	hack/k8s-bins.sh "$(K8S_BINS)"
+
+demo: k8s-bins build ## run deliver against a local git server, registry and control plane, and tell the story
+	$(GO) run ./hack/demo --deliver bin/deliver
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,211 @@
+// Command demo runs deliver's main job end to end on this machine, against real servers it
+// starts and stops itself: a git smart-HTTP server holding a config repo made from
+// examples/config-repo, an OCI registry with two builds of a demo image, and a Kubernetes
+// control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, which
+// runs the pods on a simulated node). It deploys to staging and production, rolls production
+// back by tag, and tells the story. `make demo` builds what it needs and runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+)
+
+func main() {
+	deliver := flag.String("deliver", "bin/deliver", "the deliver binary to run")
+	examples := flag.String("examples", "examples/config-repo", "config repo to seed the git server with")
+	verbose := flag.Bool("v", false, "show deliver's full logs")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *deliver, *examples, *verbose); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	deliver string
+	git     *testenv.GitServer
+	reg     *testenv.Registry
+	cluster *testenv.Cluster
+	repoURL string
+	verbose bool
+	story   []string
+	step    int
+}
+
+func (d *demo) say(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	fmt.Println(line)
+	d.story = append(d.story, line)
+}
+
+func run(ctx context.Context, deliver, examples string, verbose bool) error {
+	start := time.Now()
+	if _, err := os.Stat(deliver); err != nil {
+		return fmt.Errorf("%s not found: run `make build` first (or `make demo`)", deliver)
+	}
+	deliver, _ = filepath.Abs(deliver)
+	d := &demo{deliver: deliver, verbose: verbose}
+
+	fmt.Println("starting a git server, a registry and a Kubernetes control plane on 127.0.0.1 ...")
+	var err error
+	if d.git, err = testenv.StartGitServer(); err != nil {
+		return err
+	}
+	defer d.git.Close()
+	if d.reg, err = testenv.StartRegistry(); err != nil {
+		return err
+	}
+	defer d.reg.Close()
+	t0 := time.Now()
+	if d.cluster, err = testenv.StartCluster(ctx); err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer d.cluster.Stop()
+	fmt.Printf("  git %s, registry %s, control plane ready in %s\n\n", d.git.URL, d.reg.Host, time.Since(t0).Round(100*time.Millisecond))
+
+	if d.repoURL, err = d.git.CreateRepo("config", "main", examples); err != nil {
+		return err
+	}
+	d.say("1. The config repo %s holds base/ and overlays/{staging,production} (from %s).", d.repoURL, examples)
+
+	// Two builds of the app, one day apart.
+	v1, err := testenv.RandomImage(time.Now().Add(-24 * time.Hour))
+	if err != nil {
+		return err
+	}
+	v2, err := testenv.RandomImage(time.Now())
+	if err != nil {
+		return err
+	}
+	d1, err := d.reg.PushImage("team/web", v1, "1.0.0")
+	if err != nil {
+		return err
+	}
+	d2, err := d.reg.PushImage("team/web", v2, "1.1.0")
+	if err != nil {
+		return err
+	}
+	d.say("2. CI built team/web 1.0.0 (%s) and 1.1.0 (%s) and pushed them to %s.", d1[:19], d2[:19], d.reg.Host)
+
+	if err := d.deliverCmd(ctx, "3. Pipeline for 1.0.0 deploys to staging (automated, push)", []string{"CI_PIPELINE_SOURCE=push"},
+		"deploy", "--env", "staging", "--image", "web="+d.reg.Ref("team/web", "1.0.0")); err != nil {
+		return err
+	}
+	if err := d.deliverCmd(ctx, "4. A release manager deploys 1.0.0 to production (manual pipeline)", []string{"CI_PIPELINE_SOURCE=web"},
+		"deploy", "--env", "production", "--image", "web="+d.reg.Ref("team/web", "1.0.0")); err != nil {
+		return err
+	}
+	if err := d.deliverCmd(ctx, "5. Pipeline for 1.1.0 deploys to staging", []string{"CI_PIPELINE_SOURCE=push"},
+		"deploy", "--env", "staging", "--image", "web="+d.reg.Ref("team/web", "1.1.0")); err != nil {
+		return err
+	}
+	if err := d.deliverCmd(ctx, "6. 1.1.0 goes to production", []string{"CI_PIPELINE_SOURCE=web"},
+		"deploy", "--env", "production", "--image", "web="+d.reg.Ref("team/web", "1.1.0")); err != nil {
+		return err
+	}
+	if err := d.running(ctx, "web-production"); err != nil {
+		return err
+	}
+	if err := d.deliverCmd(ctx, "7. 1.1.0 misbehaves: roll production back to 1.0.0 by tag, nothing rebuilt", []string{"CI_PIPELINE_SOURCE=web"},
+		"rollback", "--env", "production", "--image", "web", "--tag", "1.0.0"); err != nil {
+		return err
+	}
+	if err := d.running(ctx, "web-production"); err != nil {
+		return err
+	}
+	if err := d.history(); err != nil {
+		return err
+	}
+	fmt.Printf("\ndemo finished in %s; stopping the servers.\n", time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// deliverCmd runs deliver as a CI job would, shows its result line, and fails on a non-zero exit.
+func (d *demo) deliverCmd(ctx context.Context, title string, env []string, args ...string) error {
+	fmt.Println()
+	d.say("%s:", title)
+	full := append(args, "--config-repo", d.repoURL, "--git-username", d.git.Username, "--git-token", d.git.Password,
+		"--kubeconfig", d.cluster.Kubeconfig, "--timeout", "60s")
+	fmt.Printf("   $ deliver %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, d.deliver, full...)
+	home, _ := os.MkdirTemp("", "deliver-demo-home-")
+	defer os.RemoveAll(home)
+	cmd.Dir = home
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GITLAB_CI=true",
+		"CI_PROJECT_URL=https://gitlab.example.com/team/web", "CI_COMMIT_SHA=4f2a9c1", "GITLAB_USER_NAME=Demo User",
+		"GITLAB_USER_EMAIL=demo@example.com", "CI_PIPELINE_URL=https://gitlab.example.com/team/web/-/pipelines/" + fmt.Sprint(100+len(d.story))}, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = io.MultiWriter(&stderr, logWriter(d.verbose))
+	err := cmd.Run()
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if strings.Contains(line, " done in ") || strings.Contains(line, "->") || strings.Contains(line, "ready") ||
+			strings.Contains(line, "pushed") || strings.Contains(line, "created") || strings.Contains(line, "refused") {
+			if !d.verbose {
+				fmt.Println("   " + strings.TrimSpace(line))
+			}
+		}
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("deliver %s exited %d:\n%s", args[0], ee.ExitCode(), stderr.String())
+		}
+		return err
+	}
+	d.say("   result: %s", strings.TrimSpace(stdout.String()))
+	return nil
+}
+
+func logWriter(verbose bool) io.Writer {
+	if verbose {
+		return os.Stdout
+	}
+	return io.Discard
+}
+
+// running shows the image the Deployment's pods run and how many are ready.
+func (d *demo) running(ctx context.Context, ns string) error {
+	out, err := d.cluster.Kubectl(ctx, "get", "deployment", "web", "-n", ns, "-o",
+		`jsonpath={.spec.template.spec.containers[0].image} {.status.readyReplicas}/{.spec.replicas}`)
+	if err != nil {
+		return fmt.Errorf("reading the running image: %w\n%s", err, out)
+	}
+	parts := strings.Fields(string(out))
+	if len(parts) != 2 {
+		return fmt.Errorf("unexpected kubectl output %q", out)
+	}
+	d.say("   cluster: %s/web runs %s, %s pods ready", ns, parts[0], parts[1])
+	return nil
+}
+
+// history prints the config repo's log: every change is a commit with machine-readable trailers.
+func (d *demo) history() error {
+	log, err := d.git.Log("config", "main")
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	d.say("8. The config repo's history, newest first (each commit links the pipeline that made it):")
+	for _, c := range log {
+		subject := strings.SplitN(c.Message, "\n", 2)[0]
+		d.say("   %s %s (%s)", c.Hash.String()[:10], subject, c.Author.Name)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package configrepo
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// Auth holds the credentials for the config repository.
+type Auth struct {
+	// Username and Password (or a token as Password) for HTTPS. A token alone works with
+	// GitHub (any username; x-access-token for App tokens) and GitLab (project, group and
+	// personal access tokens, deploy tokens with their username).
+	Username, Password string
+	// SSHKey is a PEM private key (a deploy key) for ssh:// and git@host:path URLs.
+	SSHKey []byte
+	// SSHKeyPassphrase decrypts SSHKey when it is encrypted.
+	SSHKeyPassphrase string
+	// KnownHosts is a known_hosts file to check the server's host key against. Without it and
+	// without HostKey, SSH_KNOWN_HOSTS or ~/.ssh/known_hosts is used; an unknown host is refused.
+	KnownHosts string
+	// HostKey pins the server's host key ("ssh-ed25519 AAAA..." as in known_hosts, without
+	// the host name), instead of a known_hosts file.
+	HostKey string
+	// CABundle is PEM certificates trusted for HTTPS in addition to the system roots.
+	CABundle []byte
+	// InsecureSkipTLS turns off TLS verification (never the default).
+	InsecureSkipTLS bool
+}
+
+// method returns the go-git auth method for rawURL.
+func (a Auth) method(rawURL string) (transport.AuthMethod, error) {
+	ep, err := transport.NewEndpoint(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("config repo URL: %w", err)
+	}
+	switch ep.Protocol {
+	case "http", "https":
+		if a.Password == "" && a.Username == "" {
+			return nil, nil
+		}
+		user := a.Username
+		if user == "" {
+			user = "x-access-token"
+		}
+		return &githttp.BasicAuth{Username: user, Password: a.Password}, nil
+	case "ssh":
+		if len(a.SSHKey) == 0 {
+			return nil, errors.New("config repo: an SSH URL needs an SSH private key (--ssh-key)")
+		}
+		user := ep.User
+		if user == "" {
+			user = "git"
+		}
+		keys, err := gitssh.NewPublicKeys(user, a.SSHKey, a.SSHKeyPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("config repo: reading the SSH private key: %w", err)
+		}
+		switch {
+		case a.HostKey != "":
+			pub, _, _, _, err := gossh.ParseAuthorizedKey([]byte(a.HostKey))
+			if err != nil {
+				return nil, fmt.Errorf("config repo: parsing the pinned SSH host key: %w", err)
+			}
+			keys.HostKeyCallback = gossh.FixedHostKey(pub)
+		case a.KnownHosts != "":
+			cb, err := gitssh.NewKnownHostsCallback(a.KnownHosts)
+			if err != nil {
+				return nil, fmt.Errorf("config repo: reading known_hosts %s: %w", a.KnownHosts, err)
+			}
+			keys.HostKeyCallback = cb
+		default:
+			cb, err := gitssh.NewKnownHostsCallback()
+			if err != nil {
+				return nil, fmt.Errorf("config repo: no known_hosts to check the server against (give --ssh-known-hosts or --ssh-host-key): %w", err)
+			}
+			keys.HostKeyCallback = cb
+		}
+		return keys, nil
+	case "file":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("config repo URL: unsupported protocol %q", ep.Protocol)
+}
+
+// moveURLCredentials strips user:password@ from an http(s) URL into auth (when auth has none)
+// and returns the clean URL, so the credentials never appear in messages.
+func moveURLCredentials(raw string, auth *Auth) (string, error) {
+	if raw == "" {
+		return "", errors.New("config repo: no URL given")
+	}
+	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("config repo URL: %v", redactURLError(err))
+	}
+	if u.User != nil {
+		if auth.Username == "" && auth.Password == "" {
+			auth.Username = u.User.Username()
+			auth.Password, _ = u.User.Password()
+		}
+		u.User = nil
+	}
+	return u.String(), nil
+}
+
+// redactURLError drops the URL text from a url.Error, which may hold credentials.
+func redactURLError(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
+}

@@ -1,0 +1,243 @@
+// Package registry checks that the images deliver is asked to ship exist, and resolves their
+// tags to digests, before anything is written anywhere. It talks to registries through
+// go-containerregistry and relies on its transport for retries of transient failures; it adds
+// no retry loop of its own. Failures are classified as ErrNotFound (the tag or repository does
+// not exist), ErrUnauthorized (401/403) or ErrUnreachable (the registry cannot be reached or
+// keeps failing), so callers can report each distinctly.
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Sentinel errors, wrapped with the reference that failed.
+var (
+	ErrNotFound     = errors.New("image not found")
+	ErrUnauthorized = errors.New("registry refused the credentials")
+	ErrUnreachable  = errors.New("registry unreachable")
+	ErrInvalidRef   = errors.New("invalid image reference")
+)
+
+// Options configure a Client.
+type Options struct {
+	// Username and Password, when set, are used for every registry (--registry-username/-password).
+	Username, Password string
+	// Insecure lists registry hosts reached over plain HTTP.
+	Insecure []string
+	// CAs, when set, are trusted in addition to the system roots.
+	CAs *x509.CertPool
+	// Transport overrides the base HTTP transport (tests); CAs is ignored when it is set.
+	Transport http.RoundTripper
+	// Getenv reads the CI environment for credentials (os.Getenv in production).
+	Getenv func(string) string
+	// Timeout bounds one resolution, including go-containerregistry's own retries. Default 60s.
+	Timeout time.Duration
+}
+
+// Client resolves image references.
+type Client struct {
+	opts     Options
+	keychain authn.Keychain
+	insecure map[string]bool
+	base     http.RoundTripper
+}
+
+// New returns a Client.
+func New(opts Options) *Client {
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	c := &Client{opts: opts, insecure: map[string]bool{}}
+	for _, h := range opts.Insecure {
+		c.insecure[h] = true
+	}
+	c.keychain = authn.NewMultiKeychain(explicitKeychain{opts.Username, opts.Password}, ciKeychain{opts.Getenv}, authn.DefaultKeychain)
+	c.base = opts.Transport
+	if c.base == nil {
+		t := remote.DefaultTransport.(*http.Transport).Clone()
+		if opts.CAs != nil {
+			t.TLSClientConfig = &tls.Config{RootCAs: opts.CAs, MinVersion: tls.VersionTLS12}
+		}
+		c.base = t
+	}
+	return c
+}
+
+// Resolved is an image reference confirmed to exist.
+type Resolved struct {
+	// Ref is the reference as given (tag or digest form).
+	Ref name.Reference
+	// Repository is the repository part (registry/path), without tag or digest.
+	Repository string
+	// Tag is the tag asked for, if any.
+	Tag string
+	// Digest is the manifest (or index) digest the reference points to now.
+	Digest string
+}
+
+// Pinned is the reference as repository:tag@digest (or repository@digest without a tag).
+func (r Resolved) Pinned() string {
+	if r.Tag != "" {
+		return r.Repository + ":" + r.Tag + "@" + r.Digest
+	}
+	return r.Repository + "@" + r.Digest
+}
+
+// ParseReference parses an image reference (repository[:tag][@digest]) honouring the client's
+// insecure hosts.
+func (c *Client) ParseReference(ref string) (name.Reference, error) {
+	r, err := name.ParseReference(ref, name.StrictValidation)
+	if err != nil {
+		// StrictValidation refuses a missing tag; try again to give the plain parser's message.
+		if r2, err2 := name.ParseReference(ref); err2 == nil {
+			r, err = r2, nil
+		} else {
+			return nil, fmt.Errorf("%w %q: %v", ErrInvalidRef, ref, err2)
+		}
+	}
+	if c.insecure[r.Context().RegistryStr()] {
+		r, err = name.ParseReference(ref, name.Insecure)
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: %v", ErrInvalidRef, ref, err)
+		}
+	}
+	return r, nil
+}
+
+// Resolve confirms that ref exists in its registry and returns its digest. A reference that
+// carries both a tag and a digest is checked by digest, and the tag is kept for display.
+func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
+	tagPart, digestPart := splitDigest(ref)
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return Resolved{}, err
+	}
+	out := Resolved{Ref: r, Repository: r.Context().Name()}
+	if digestPart != "" {
+		// name.ParseReference drops the tag of repo:tag@digest; keep it for the record.
+		if tr, err := c.ParseReference(tagPart); err == nil {
+			if t, ok := tr.(name.Tag); ok && tr.Identifier() != "latest" || hasExplicitTag(tagPart) {
+				out.Tag = t.TagStr()
+			}
+		}
+	} else if t, ok := r.(name.Tag); ok {
+		out.Tag = t.TagStr()
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	desc, err := remote.Head(r, c.remoteOptions(ctx)...)
+	if err != nil {
+		return Resolved{}, c.classify(ctx, ref, err)
+	}
+	if dr, ok := r.(name.Digest); ok && dr.DigestStr() != desc.Digest.String() {
+		return Resolved{}, fmt.Errorf("%w: %s: registry returned digest %s", ErrNotFound, ref, desc.Digest)
+	}
+	out.Digest = desc.Digest.String()
+	return out, nil
+}
+
+// Created returns the creation time recorded in the image's config (for an index, the
+// linux/amd64 image's). The zero time means the image does not record one.
+func (c *Client) Created(ctx context.Context, ref string) (time.Time, error) {
+	r, err := c.ParseReference(ref)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	img, err := remote.Image(r, c.remoteOptions(ctx)...)
+	if err != nil {
+		return time.Time{}, c.classify(ctx, ref, err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return time.Time{}, c.classify(ctx, ref, fmt.Errorf("reading config: %w", err))
+	}
+	return cfg.Created.Time, nil
+}
+
+func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithTransport(c.base),
+		remote.WithUserAgent("deliver"),
+		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
+	}
+}
+
+// classify maps a go-containerregistry error to one of the sentinels.
+func (c *Client) classify(ctx context.Context, ref string, err error) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		switch terr.StatusCode {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %s does not exist in %s", ErrNotFound, ref, registryOf(ref))
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w: %s: %s answered %d", ErrUnauthorized, ref, registryOf(ref), terr.StatusCode)
+		}
+		for _, d := range terr.Errors {
+			switch d.Code {
+			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode:
+				return fmt.Errorf("%w: %s does not exist in %s", ErrNotFound, ref, registryOf(ref))
+			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
+				return fmt.Errorf("%w: %s: %v", ErrUnauthorized, ref, err)
+			}
+		}
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, ref, err)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: resolving %s: timed out after %s: %v", ErrUnreachable, ref, c.opts.Timeout, err)
+	}
+	return fmt.Errorf("%w: resolving %s: %v", ErrUnreachable, ref, err)
+}
+
+func registryOf(ref string) string {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "the registry"
+	}
+	return r.Context().RegistryStr()
+}
+
+// splitDigest splits "repo:tag@sha256:..." into "repo:tag" and "sha256:...".
+func splitDigest(ref string) (string, string) {
+	for i := 0; i < len(ref); i++ {
+		if ref[i] == '@' {
+			return ref[:i], ref[i+1:]
+		}
+	}
+	return ref, ""
+}
+
+// hasExplicitTag reports whether ref names a tag after its last path segment.
+func hasExplicitTag(ref string) bool {
+	slash := -1
+	for i := len(ref) - 1; i >= 0; i-- {
+		if ref[i] == '/' {
+			slash = i
+			break
+		}
+	}
+	for i := len(ref) - 1; i > slash; i-- {
+		if ref[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
