@@ -34,8 +34,9 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// kwokStages are kwok v0.8.0's "fast" stages (hack/kwok-stages.yaml): node
-// initialisation and heartbeat, and pods that become ready at once.
+// kwokStages are kwok v0.8.0's "fast" stages (kustomize/stage/fast of the kwok module): node
+// initialisation and heartbeat, and pods that become ready at once, except pods running an
+// image whose name contains "never-ready", which never do (for rollout-failure tests).
 //
 //go:embed kwok-stages.yaml
 var kwokStages []byte

@@ -2,6 +2,8 @@ package testenv_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +102,57 @@ func TestCluster(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "testenv-smoke") || !strings.Contains(string(out), "Running") {
 		t.Errorf("kubectl get pods -A output lacks the namespace or Running pods:\n%s", out)
+	}
+}
+
+// TestNeverReadyImage: pods of an image named *never-ready* stay unready, so tests can make a
+// rollout fail by image alone.
+func TestNeverReadyImage(t *testing.T) {
+	t.Parallel()
+	c := testenv.SharedCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	manifest := `apiVersion: v1
+kind: Namespace
+metadata:
+  name: never-ready-test
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: broken
+  namespace: never-ready-test
+spec:
+  containers:
+    - name: app
+      image: registry.example/team/never-ready:1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fine
+  namespace: never-ready-test
+spec:
+  containers:
+    - name: app
+      image: registry.example/team/web:1
+`
+	f := filepath.Join(t.TempDir(), "pods.yaml")
+	if err := os.WriteFile(f, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Kubectl(ctx, "apply", "-f", f); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	if out, err := c.Kubectl(ctx, "wait", "-n", "never-ready-test", "--for=condition=Ready", "pod/fine", "--timeout=20s"); err != nil {
+		t.Fatalf("the ordinary pod did not become ready: %v\n%s", err, out)
+	}
+	time.Sleep(2 * time.Second)
+	out, err := c.Kubectl(ctx, "get", "pod", "broken", "-n", "never-ready-test", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if strings.TrimSpace(string(out)) == "True" {
+		t.Fatal("the never-ready pod became ready")
 	}
 }

@@ -54,12 +54,14 @@ type Options struct {
 	TempDir string
 	// Logf receives progress lines (attempts, backoff); nil discards them.
 	Logf func(format string, args ...any)
-	// MaxAttempts bounds the push attempts (default 20).
+	// MaxAttempts bounds the push attempts (default 60).
 	MaxAttempts int
 	// Timeout bounds a whole Update, all attempts included (default 2m).
 	Timeout time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means the default:
-	// 50ms doubling with full jitter, capped at 2s.
+	// 20ms growing 1.5× per attempt with full jitter, capped at 400ms. Every lost race means
+	// another push landed, so the branch always makes progress; long sleeps would only leave
+	// it idle. The backoff spreads the contenders, it does not need to wait for them.
 	Backoff wait.Backoff
 }
 
@@ -80,13 +82,13 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, errors.New("config repo: no branch given")
 	}
 	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 20
+		opts.MaxAttempts = 60
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Minute
 	}
 	if opts.Backoff.Duration == 0 {
-		opts.Backoff = wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Cap: 2 * time.Second}
+		opts.Backoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 400 * time.Millisecond}
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}

@@ -1,0 +1,159 @@
+// Package step is deliver's command line: it binds and validates flags (each also read from a
+// DELIVER_* environment variable), and runs the commands (deploy, rollback, promote, lock,
+// set-image, ...) by orchestrating the packages that do the work: registry (verify and pin
+// images), configrepo (clone, commit, push with retry), the kustomize package (edit and build
+// overlays), cluster (apply, prune, wait) and ci (reporting). The app never exits the process;
+// main maps the returned error to an exit code with ExitCode.
+package step
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/deliverhq/deliver/step/ci"
+	"github.com/deliverhq/deliver/step/redact"
+)
+
+// version is set at build time with -ldflags "-X github.com/deliverhq/deliver/step.version=v1.2.3".
+var version = "dev"
+
+// Version returns deliver's version.
+func Version() string { return version }
+
+// IO is what one run of the app reads and writes.
+type IO struct {
+	Stdout, Stderr io.Writer
+	// Getenv reads the environment (os.Getenv in production).
+	Getenv func(string) string
+}
+
+// runner carries one invocation's dependencies to the commands.
+type runner struct {
+	stdout, stderr io.Writer
+	// rawStderr is the unredacted stream, used only for GitHub's ::add-mask:: commands.
+	rawStderr io.Writer
+	getenv         func(string) string
+	redactor       *redact.Redactor
+	ci             ci.Context
+	rep            ci.Reporter
+	finish         func() // flushes the redacting writers
+}
+
+// Main runs the app with args (os.Args) and returns the process exit code. Every byte written
+// to stdout and stderr goes through the run's redactor.
+func Main(ctx context.Context, args []string, stdio IO) int {
+	if stdio.Getenv == nil {
+		stdio.Getenv = func(string) string { return "" }
+	}
+	red := redact.New()
+	outW, errW := red.Writer(stdio.Stdout), red.Writer(stdio.Stderr)
+	r := &runner{stdout: outW, stderr: errW, rawStderr: stdio.Stderr, getenv: stdio.Getenv, redactor: red, ci: ci.Detect(stdio.Getenv)}
+	r.finish = func() { _ = outW.Flush(); _ = errW.Flush() }
+	defer r.finish()
+	err := r.app().RunContext(ctx, args)
+	if err != nil {
+		err = red.Error(err)
+		fmt.Fprintf(errW, "deliver: error: %v\n", err)
+	}
+	return ExitCode(err)
+}
+
+func (r *runner) app() *cli.App {
+	app := r.newApp()
+	for _, cmd := range app.Commands {
+		// A bad flag is bad input: say so on stderr with the command's name, exit 2, no help dump.
+		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+			return usage(fmt.Errorf("%s: %w (see deliver %s --help)", c.Command.Name, err, c.Command.Name))
+		}
+	}
+	return app
+}
+
+func (r *runner) newApp() *cli.App {
+	return &cli.App{
+		Name:    "deliver",
+		Usage:   "ship a container image to Kubernetes through a GitOps config repo",
+		Version: version,
+		Description: "deliver verifies an image, pins its digest in an environment's kustomize overlay in the " +
+			"config repo (commit and push, retried on concurrent pushes, never lost), then applies that " +
+			"overlay to the cluster and waits for the rollout. Every flag can also be given as the " +
+			"DELIVER_* environment variable shown in its help.",
+		Writer:          r.stdout,
+		ErrWriter:       r.stderr,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dotenv", EnvVars: env("dotenv"), Usage: "GitLab: where to write the dotenv report (default deliver.env in GitLab CI)"},
+		},
+		// Only main decides the exit code; urfave/cli must not call os.Exit from inside Run.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usage(err)
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usage(fmt.Errorf("%w %q; run deliver --help for the list", errUnknownCommand, c.Args().First()))
+			}
+			_ = cli.ShowAppHelp(c)
+			return usage(errors.New("no command given"))
+		},
+		Commands: append([]*cli.Command{
+			r.deployCommand(),
+			r.rollbackCommand(),
+			r.promoteCommand(),
+			r.applyCommand(),
+			r.diffCommand(),
+			r.historyCommand(),
+			r.setImageCommand(),
+			r.versionCommand(),
+		}, r.lockCommands()...),
+	}
+}
+
+func (r *runner) versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print deliver's version",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usage(fmt.Errorf("version takes no arguments, got %q", c.Args().First()))
+			}
+			fmt.Fprintln(r.stdout, version)
+			return nil
+		},
+	}
+}
+
+// reporter chooses how progress and results are shown: GitHub Actions, GitLab CI or plain.
+func (r *runner) reporter(c *cli.Context) ci.Reporter {
+	switch r.ci.Provider {
+	case ci.ProviderGitHub:
+		return ci.NewGitHub(r.stderr, r.rawStderr, r.getenv, r.redactor.Secrets())
+	case ci.ProviderGitLab:
+		dotenv := c.String("dotenv")
+		if dotenv == "" {
+			dotenv = "deliver.env"
+		}
+		return ci.NewGitLab(r.stderr, dotenv, r.redactor.String)
+	}
+	return ci.NewPlain(r.stderr)
+}
+
+// errUnknownCommand is returned when the first argument is not a command.
+var errUnknownCommand = errors.New("unknown command")
+
+// splitList splits repeated flag values that may each hold several entries separated by
+// commas, newlines or spaces (how CI inputs pass lists).
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' || r == '\t' }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}

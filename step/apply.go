@@ -1,0 +1,176 @@
+package step
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/deliverhq/deliver/kustomize"
+	"github.com/deliverhq/deliver/step/ci"
+	"github.com/deliverhq/deliver/step/cluster"
+)
+
+// applier applies an environment's overlay to the cluster: build, server-side apply (with
+// prune through the environment's ApplySet), wait.
+type applier struct {
+	r         *runner
+	client    *cluster.Client
+	envName   string
+	namespace string
+	prune     bool
+	wait      bool
+	timeout   time.Duration
+	force     bool
+}
+
+// newApplier connects to the cluster (no request is made yet: a bad kubeconfig or context is
+// reported before anything is pushed).
+func (r *runner) newApplier(ctx context.Context, c *cli.Context, envName string) (*applier, error) {
+	if c.Duration(flagTimeout) <= 0 {
+		return nil, usage(fmt.Errorf("--%s must be positive", flagTimeout))
+	}
+	client, err := cluster.Connect(ctx, r.clusterOptions(c))
+	if err != nil {
+		return nil, err
+	}
+	return &applier{
+		r: r, client: client, envName: envName,
+		namespace: c.String(flagNamespace),
+		prune:     c.Bool(flagPrune),
+		wait:      c.Bool(flagWait),
+		timeout:   c.Duration(flagTimeout),
+		force:     c.Bool(flagForceConfl),
+	}, nil
+}
+
+// maybeApplier returns the applier of a command that applies unless --no-apply (or a dry run
+// without a cluster) says otherwise; nil means no apply.
+func (r *runner) maybeApplier(ctx context.Context, c *cli.Context, envName string) (*applier, error) {
+	if v := c.String(flagOnFailure); v != "" && v != onFailureRevert && v != onFailureKeep {
+		return nil, usage(fmt.Errorf("--%s %q: want %s or %s", flagOnFailure, v, onFailureRevert, onFailureKeep))
+	}
+	if c.Bool(flagNoApply) {
+		return nil, nil
+	}
+	return r.newApplier(ctx, c, envName)
+}
+
+// objects renders the overlay into the objects to apply and the namespace for objects left
+// without one.
+func (a *applier) objects(root, overlay string) ([]*unstructured.Unstructured, string, error) {
+	rm, err := kustomize.Build(root, overlay)
+	if err != nil {
+		return nil, "", err
+	}
+	var objs []*unstructured.Unstructured
+	namespaces := map[string]bool{}
+	for _, res := range rm.Resources() {
+		m, err := res.Map()
+		if err != nil {
+			return nil, "", fmt.Errorf("reading rendered %s: %w", res.CurId(), err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if u.GetKind() == "Namespace" {
+			namespaces[u.GetName()] = true
+		} else if ns := u.GetNamespace(); ns != "" {
+			namespaces[ns] = true
+		}
+		objs = append(objs, u)
+	}
+	ns := a.namespace
+	if ns == "" {
+		if len(namespaces) == 1 {
+			for n := range namespaces {
+				ns = n
+			}
+		} else {
+			ns = "default"
+		}
+	}
+	return objs, ns, nil
+}
+
+func (a *applier) applyOptions(ns string, dryRun bool) cluster.ApplyOptions {
+	return cluster.ApplyOptions{
+		FieldManager:     "deliver",
+		ForceConflicts:   a.force,
+		DefaultNamespace: ns,
+		Prune:            a.prune,
+		ApplySet:         cluster.ApplySetRef{Name: "deliver-" + a.envName, Namespace: ns},
+		DryRun:           dryRun,
+		Tooling:          "deliver/" + version,
+	}
+}
+
+// run applies the overlay at root/overlay and waits for it.
+func (a *applier) run(ctx context.Context, root, overlay string, out *ci.Outcome) error {
+	rep := a.r.rep
+	objs, ns, err := a.objects(root, overlay)
+	if err != nil {
+		return err
+	}
+	end := rep.Phase("apply", fmt.Sprintf("server-side apply of %d object(s) (default namespace %s)", len(objs), ns))
+	res, err := a.client.Apply(ctx, objs, a.applyOptions(ns, false))
+	if err != nil {
+		end(err)
+		return err
+	}
+	counts := map[cluster.Action]int{}
+	for _, o := range res.Objects {
+		counts[o.Action]++
+		if o.Action != cluster.ActionUnchanged {
+			rep.Logf("%s %s", o.Ref, o.Action)
+		}
+	}
+	for _, p := range res.Pruned {
+		rep.Logf("%s pruned", p)
+	}
+	rep.Logf("%d created, %d configured, %d unchanged, %d pruned", counts[cluster.ActionCreated], counts[cluster.ActionConfigured], counts[cluster.ActionUnchanged], len(res.Pruned))
+	out.Applied, out.Pruned = len(res.Objects), len(res.Pruned)
+	end(nil)
+	if !a.wait {
+		out.Rollout = "not-waited"
+		return nil
+	}
+	refs := make([]cluster.ObjectRef, 0, len(res.Objects))
+	for _, o := range res.Objects {
+		refs = append(refs, o.Ref)
+	}
+	end = rep.Phase("wait", fmt.Sprintf("waiting up to %s for %d object(s) to be ready", a.timeout, len(refs)))
+	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Progress: func(line string) { rep.Logf("%s", line) }})
+	if err != nil {
+		out.Rollout = "failed"
+		end(err)
+		return err
+	}
+	out.Rollout = "ready"
+	end(nil)
+	return nil
+}
+
+// dryRun reports what applying the overlay would change, changing nothing.
+func (a *applier) dryRun(ctx context.Context, root, overlay string, out *ci.Outcome) error {
+	objs, ns, err := a.objects(root, overlay)
+	if err != nil {
+		return err
+	}
+	end := a.r.rep.Phase("apply", fmt.Sprintf("server-side dry run of %d object(s)", len(objs)))
+	res, err := a.client.Apply(ctx, objs, a.applyOptions(ns, true))
+	if err != nil {
+		end(err)
+		return err
+	}
+	for _, o := range res.Objects {
+		fmt.Fprintf(a.r.stdout, "# cluster: %s would be %s\n", o.Ref, o.Action)
+	}
+	for _, p := range res.Pruned {
+		fmt.Fprintf(a.r.stdout, "# cluster: %s would be pruned\n", p)
+	}
+	out.Applied, out.Pruned = len(res.Objects), len(res.Pruned)
+	out.Rollout = "dry-run"
+	end(nil)
+	return nil
+}

@@ -1,0 +1,264 @@
+package step
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/kustomize/api/types"
+
+	"github.com/deliverhq/deliver/kustomize"
+	"github.com/deliverhq/deliver/step/ci"
+	"github.com/deliverhq/deliver/step/configrepo"
+	"github.com/deliverhq/deliver/step/policy"
+	"github.com/deliverhq/deliver/step/registry"
+	"github.com/deliverhq/deliver/step/release"
+)
+
+// Values of --on-failure.
+const (
+	onFailureRevert = "revert"
+	onFailureKeep   = "keep"
+)
+
+// changeRequest is one change of image overrides in one environment: what deploy, rollback
+// and promote have in common once their images are resolved.
+type changeRequest struct {
+	action  string
+	envName string
+	overlay string
+	images  []types.Image
+	trigger ci.Trigger
+	event   string
+	// force overrides locks (manual runs only).
+	force  bool
+	reason string
+	// onFailure says what to do when the rollout fails: revert the change or keep it.
+	onFailure string
+}
+
+// changeImages commits the change to the config repo (checking the environment's policy
+// against the very tip each attempt builds on), applies it and waits, reverting it when the
+// rollout fails and onFailure says so.
+func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configrepo.Repo, reg *registry.Client, ap *applier, req changeRequest, out ci.Outcome) (ci.Outcome, error) {
+	if req.force && req.trigger != ci.TriggerManual {
+		return out, usage(errors.New("--force overrides locks for manual runs only; an automated run never does"))
+	}
+	guard := &downgradeGuard{reg: reg, created: map[string]time.Time{}}
+	base := release.Record{
+		Action: req.action, Environment: req.envName, Trigger: string(req.trigger), Event: req.event,
+		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
+		Reason: req.reason,
+	}
+	var landed editResult
+	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
+		forced, err := r.checkPolicy(ctx, dir, req, guard)
+		if err != nil {
+			return "", nil, err
+		}
+		er, err := setOverlayImages(dir, req.overlay, req.images)
+		if err != nil || len(er.changes) == 0 {
+			landed = er
+			return "", nil, err
+		}
+		landed = er
+		rec := base
+		rec.Images = er.changes
+		rec.Forced = forced
+		for _, ch := range er.changes {
+			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
+		}
+		return rec.Message(), []string{er.path}, nil
+	})
+	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
+	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+	if err != nil {
+		return out, err
+	}
+	if ap == nil {
+		return out, nil
+	}
+	applyErr := ap.run(ctx, repo.Dir(), req.overlay, &out)
+	if applyErr == nil || !res.Changed || req.onFailure != onFailureRevert || !isRolloutFailure(applyErr) {
+		return out, applyErr
+	}
+	return out, r.revert(ctx, c, repo, ap, req, landed, res.Commit.String(), applyErr, &out)
+}
+
+func isRolloutFailure(err error) bool { return ExitCode(err) == ExitRollout }
+
+// revert undoes a change whose rollout failed: it restores the previous overrides, but only
+// while the overlay still holds the images this run set (a newer deploy that landed meanwhile
+// is left alone), applies and waits for the previous version, and returns the rollout error
+// explaining what happened.
+func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Repo, ap *applier, req changeRequest, landed editResult, commit string, rolloutErr error, out *ci.Outcome) error {
+	r.rep.Warnf("the rollout failed; reverting the config repo to the previous images (--on-failure=revert)")
+	var prev []types.Image
+	for _, ch := range landed.changes {
+		p, ok := landed.previous[ch.Name]
+		if !ok {
+			r.rep.Warnf("%s had no override before this run; leaving it in place", ch.Name)
+			continue
+		}
+		prev = append(prev, p)
+	}
+	if len(prev) == 0 {
+		return fmt.Errorf("%w; nothing to revert to", rolloutErr)
+	}
+	errSuperseded := errors.New("superseded")
+	base := release.Record{
+		Action: release.ActionRevert, Environment: req.envName, Trigger: string(req.trigger), Event: req.event,
+		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
+		Reason: "rollout failed", Reverts: commit,
+	}
+	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
+		_, now, err := kustomize.ReadImages(overlayDir(dir, req.overlay))
+		if err != nil {
+			return "", nil, err
+		}
+		current := map[string]string{}
+		for _, img := range now {
+			current[img.Name] = kustomize.FormatImage(img)
+		}
+		for _, ch := range landed.changes {
+			if current[ch.Name] != ch.To {
+				return "", nil, fmt.Errorf("%w: %s is now %s", errSuperseded, ch.Name, current[ch.Name])
+			}
+		}
+		er, err := setOverlayImages(dir, req.overlay, prev)
+		if err != nil || len(er.changes) == 0 {
+			return "", nil, err
+		}
+		rec := base
+		rec.Images = er.changes
+		return rec.Message(), []string{er.path}, nil
+	})
+	if errors.Is(err, errSuperseded) {
+		r.rep.Warnf("not reverting: a newer change landed in %s meanwhile (%v)", req.envName, err)
+		return fmt.Errorf("%w; not reverted, because a newer change landed meanwhile", rolloutErr)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; reverting failed too: %v", rolloutErr, err)
+	}
+	out.Changed, out.CommitSHA = true, res.Commit.String()
+	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+	var names []string
+	for _, p := range prev {
+		names = append(names, p.Name+"="+kustomize.FormatImage(p))
+	}
+	if err := ap.run(ctx, repo.Dir(), req.overlay, out); err != nil {
+		return fmt.Errorf("%w; reverted the config repo to %s (commit %s), but the previous version did not become ready either: %v",
+			rolloutErr, strings.Join(names, ", "), short(out.CommitSHA), err)
+	}
+	out.Rollout = "reverted"
+	return fmt.Errorf("%w; reverted to %s (config commit %s) and it is running again", rolloutErr, strings.Join(names, ", "), short(out.CommitSHA))
+}
+
+// checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
+// reports whether a lock was overridden.
+func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *downgradeGuard) (forced bool, err error) {
+	pol, err := policy.Load(dir)
+	if err != nil {
+		return false, usage(err)
+	}
+	if req.trigger == ci.TriggerAutomated && !pol.AutomatedAllowed(req.envName) {
+		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or deliver with --trigger manual",
+			errPolicy, req.envName, policy.FileName, req.envName)
+	}
+	for _, img := range req.images {
+		l, locked := pol.LockFor(req.envName, img.Name)
+		if !locked {
+			continue
+		}
+		if !req.force {
+			return false, fmt.Errorf("%w: %s; unlock it with `deliver unlock --env %s --image %s`, or override it in a manual run with --force",
+				errPolicy, l.Describe(), req.envName, img.Name)
+		}
+		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
+		forced = true
+	}
+	if req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
+		if err := guard.check(ctx, overlayDir(dir, req.overlay), req.images); err != nil {
+			return false, err
+		}
+	}
+	return forced, nil
+}
+
+// downgradeGuard refuses to replace a running image with an older build. "Older" is decided by
+// the creation time recorded in each image's config; when either image records none, by the
+// semantic-version order of the tags; when neither tells, the change is allowed.
+type downgradeGuard struct {
+	reg     *registry.Client
+	mu      sync.Mutex
+	created map[string]time.Time // by image reference, cached across attempts
+}
+
+func (g *downgradeGuard) createdAt(ctx context.Context, ref string) (time.Time, error) {
+	g.mu.Lock()
+	t, ok := g.created[ref]
+	g.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	t, err := g.reg.Created(ctx, ref)
+	if err != nil {
+		return time.Time{}, err
+	}
+	g.mu.Lock()
+	g.created[ref] = t
+	g.mu.Unlock()
+	return t, nil
+}
+
+func (g *downgradeGuard) check(ctx context.Context, dir string, images []types.Image) error {
+	_, current, err := kustomize.ReadImages(dir)
+	if err != nil {
+		return err
+	}
+	now := map[string]types.Image{}
+	for _, img := range current {
+		now[img.Name] = img
+	}
+	for _, img := range images {
+		old, ok := now[img.Name]
+		if !ok || (old.NewTag == "" && old.Digest == "") {
+			continue
+		}
+		oldRef, newRef := kustomize.FormatImage(old), kustomize.FormatImage(img)
+		if oldRef == newRef {
+			continue
+		}
+		older, how, err := g.older(ctx, oldRef, newRef, old.NewTag, img.NewTag)
+		if err != nil {
+			return err
+		}
+		if older {
+			return fmt.Errorf("%w: %s: %s is older than the %s running now (%s); automated runs never downgrade (%s: environments.<env>.downgrade: allow permits it); roll back in a manual run",
+				errPolicy, img.Name, newRef, oldRef, how, policy.FileName)
+		}
+	}
+	return nil
+}
+
+// older reports whether newRef is an older build than oldRef, and how it was decided.
+func (g *downgradeGuard) older(ctx context.Context, oldRef, newRef, oldTag, newTag string) (bool, string, error) {
+	newT, err := g.createdAt(ctx, newRef)
+	if err != nil {
+		return false, "", err
+	}
+	// The running image may be gone from its registry, or its registry unreachable: that
+	// must not block shipping a new build, so its age is then unknown.
+	oldT, _ := g.createdAt(ctx, oldRef)
+	if !newT.IsZero() && !oldT.IsZero() {
+		return newT.Before(oldT), fmt.Sprintf("built %s, against %s", newT.UTC().Format(time.RFC3339), oldT.UTC().Format(time.RFC3339)), nil
+	}
+	if cmp, ok := compareSemver(newTag, oldTag); ok {
+		return cmp < 0, fmt.Sprintf("tag %s sorts before %s", newTag, oldTag), nil
+	}
+	return false, "", nil
+}

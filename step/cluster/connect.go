@@ -1,0 +1,253 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// defaultRequestTimeout bounds each request unless the kubeconfig sets a
+// timeout: a hung API server must not hang the step.
+const defaultRequestTimeout = time.Minute
+
+// Options say how to reach the cluster.
+type Options struct {
+	// Kubeconfig is the path of a kubeconfig file (--kubeconfig).
+	Kubeconfig string
+	// KubeconfigData is the content of a kubeconfig, e.g. one passed as a CI
+	// secret. It wins over Kubeconfig. It is parsed in memory and never
+	// written anywhere; errors never quote it.
+	KubeconfigData []byte
+	// Context is the kubeconfig context to use (--kube-context); empty
+	// means the kubeconfig's current-context.
+	Context string
+	// Getenv reads KUBECONFIG, HOME and the in-cluster variables
+	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT; nil means
+	// os.Getenv.
+	Getenv func(string) string
+	// Warn receives the API server's warnings (deprecated APIs, for
+	// example); nil drops them.
+	Warn func(message string)
+}
+
+// Client talks to one cluster. It is safe for concurrent use. Its discovery
+// information is fetched once, on first use, and shared by all its methods.
+type Client struct {
+	config  *rest.Config
+	source  string // where the configuration came from, for messages; never contents
+	dynamic dynamic.Interface
+	disco   discovery.CachedDiscoveryInterfaceWithContext
+	mapper  *restmapper.DeferredDiscoveryRESTMapper
+}
+
+// Connect builds a Client. The configuration comes from the first of:
+// opts.KubeconfigData, opts.Kubeconfig, $KUBECONFIG (a list of paths, merged
+// as kubectl does), the in-cluster service account (only when opts.Context is
+// empty), and ~/.kube/config. opts.Context selects the context; if the
+// kubeconfig has no such context, the error names it and lists the available
+// ones. Connect makes no request: an unreachable cluster shows up in the first
+// call that needs it. Errors wrap ErrInvalid.
+func Connect(ctx context.Context, opts Options) (*Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg, source, err := loadConfig(opts, getenv)
+	if err != nil {
+		return nil, err
+	}
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = defaultRequestTimeout
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "deliver " + rest.DefaultKubernetesUserAgent()
+	}
+	cfg.WarningHandler = warningHandler(opts.Warn)
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating discovery client for %s: %w: %w", source, ErrInvalid, err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating dynamic client for %s: %w: %w", source, ErrInvalid, err)
+	}
+	cached := memory.NewMemCacheClientWithContext(dc)
+	return &Client{
+		config:  cfg,
+		source:  source,
+		dynamic: dyn,
+		disco:   cached,
+		mapper:  restmapper.NewDeferredDiscoveryRESTMapperWithContext(cached),
+	}, nil
+}
+
+// Host returns the API server's URL.
+func (c *Client) Host() string { return c.config.Host }
+
+// ServerVersion asks the API server for its version, e.g. "v1.37.2". It is
+// a cheap way to check that the cluster is reachable and the credentials
+// are accepted.
+func (c *Client) ServerVersion(ctx context.Context) (string, error) {
+	ctx = quiet(ctx)
+	raw, err := c.disco.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
+	if err != nil {
+		return "", classify(ctx, "getting server version from "+c.config.Host, err)
+	}
+	var info version.Info
+	if err := json.Unmarshal(raw, &info); err != nil {
+		return "", fmt.Errorf("decoding server version from %s: %w: %w", c.config.Host, ErrUnreachable, err)
+	}
+	return info.GitVersion, nil
+}
+
+// loadConfig finds the kubeconfig (see Connect) and returns the client
+// configuration of its selected context, and a description of where it came
+// from.
+func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string, error) {
+	switch {
+	case len(opts.KubeconfigData) > 0:
+		const source = "kubeconfig data"
+		raw, err := clientcmd.Load(opts.KubeconfigData)
+		if err != nil {
+			return nil, "", fmt.Errorf("parsing %s: %w: not a valid kubeconfig%s", source, ErrInvalid, safeDetail(err))
+		}
+		return fromRaw(raw, opts.Context, source)
+	case opts.Kubeconfig != "":
+		return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: opts.Kubeconfig}, opts.Context, "kubeconfig "+opts.Kubeconfig)
+	case getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
+		v := getenv(clientcmd.RecommendedConfigPathEnvVar)
+		return fromFiles(&clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(v)}, opts.Context, "$KUBECONFIG ("+v+")")
+	case opts.Context == "" && getenv("KUBERNETES_SERVICE_HOST") != "" && getenv("KUBERNETES_SERVICE_PORT") != "":
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("loading in-cluster configuration: %w: %w", ErrInvalid, err)
+		}
+		return cfg, "in-cluster service account", nil
+	}
+	home := getenv("HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and no home directory: %w", ErrInvalid, err)
+		}
+		home = h
+	}
+	path := filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and %s: %w", ErrInvalid, path, err)
+	}
+	return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: path}, opts.Context, "kubeconfig "+path)
+}
+
+// safeDetail returns ": " and the message of a kubeconfig decoding error if
+// it cannot quote any of the kubeconfig's content (the YAML and JSON
+// decoders quote values with backquotes or double quotes), else "".
+func safeDetail(err error) string {
+	msg := err.Error()
+	if strings.ContainsAny(msg, "`\"'") || len(msg) > 200 {
+		return ""
+	}
+	return ": " + msg
+}
+
+// fromFiles loads the kubeconfig files of rules, resolving relative paths
+// in them against their directories.
+func fromFiles(rules *clientcmd.ClientConfigLoadingRules, context, source string) (*rest.Config, string, error) {
+	raw, err := rules.Load()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading %s: %w: %w", source, ErrInvalid, err)
+	}
+	return fromRaw(raw, context, source)
+}
+
+// fromRaw selects context (or the current context) in raw.
+func fromRaw(raw *clientcmdapi.Config, context, source string) (*rest.Config, string, error) {
+	name := context
+	if name == "" {
+		name = raw.CurrentContext
+	}
+	available := make([]string, 0, len(raw.Contexts))
+	for n := range raw.Contexts {
+		available = append(available, n)
+	}
+	sort.Strings(available)
+	list := strings.Join(available, ", ")
+	if len(available) == 0 {
+		list = "none"
+	}
+	switch {
+	case name == "":
+		return nil, "", fmt.Errorf("loading %s: %w: no current-context and no --kube-context given (available contexts: %s)", source, ErrInvalid, list)
+	case raw.Contexts[name] == nil:
+		return nil, "", fmt.Errorf("loading %s: %w: kube context %q not found (available contexts: %s)", source, ErrInvalid, name, list)
+	}
+	cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("loading context %q of %s: %w: %w", name, source, ErrInvalid, err)
+	}
+	return cfg, fmt.Sprintf("context %q of %s", name, source), nil
+}
+
+// warningHandler passes API warnings to warn, or drops them.
+func warningHandler(warn func(string)) rest.WarningHandler {
+	if warn == nil {
+		return rest.NoWarnings{}
+	}
+	return warnFunc(warn)
+}
+
+// warnFunc is a rest.WarningHandler calling a function.
+type warnFunc func(string)
+
+// HandleWarningHeader implements rest.WarningHandler; it passes on warnings
+// with code 299 (the only code the API server sends).
+func (f warnFunc) HandleWarningHeader(code int, _ string, text string) {
+	if code == 299 && text != "" {
+		f(text)
+	}
+}
+
+// mapping returns how to reach objects of gk (in version, if given).
+func (c *Client) mapping(ctx context.Context, gk schema.GroupKind, version string) (*meta.RESTMapping, error) {
+	var versions []string
+	if version != "" {
+		versions = []string{version}
+	}
+	return c.mapper.RESTMappingWithContext(ctx, gk, versions...)
+}
+
+// quiet returns ctx with a logger that discards everything, unless ctx
+// already carries a logger: client-go reports some errors (discovery
+// failures, client-side throttling) through the context's logger, which
+// defaults to klog's global one on standard error. This package reports
+// through its return values only.
+func quiet(ctx context.Context) context.Context {
+	if _, err := logr.FromContext(ctx); err == nil {
+		return ctx
+	}
+	return logr.NewContext(ctx, logr.Discard())
+}

@@ -1,0 +1,402 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+)
+
+const (
+	defaultWaitTimeout  = 5 * time.Minute
+	defaultWaitInterval = time.Second
+	// progressEvery is the least time between two batches of progress lines.
+	progressEvery = time.Second
+	// reportTimeout bounds the requests that explain a failed rollout.
+	reportTimeout = 15 * time.Second
+	// maxPodsReported is how many not-ready pods a workload's failure lists.
+	maxPodsReported = 5
+)
+
+var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+// WaitOptions control Wait.
+type WaitOptions struct {
+	// Timeout is how long to wait for all objects; default 5 minutes.
+	Timeout time.Duration
+	// Interval is the time between two polls; default 1 second.
+	Interval time.Duration
+	// Progress, if set, receives a line such as "Deployment/demo/web: 1/2 ready"
+	// whenever the state of an object that was not Current changes, in
+	// batches at most once a second. Objects that are Current when first
+	// seen are not reported.
+	Progress func(line string)
+}
+
+// objState is what Wait knows about one object.
+type objState struct {
+	ref     ObjectRef
+	mapping *meta.RESTMapping
+	obj     *unstructured.Unstructured // last seen; nil if not found
+	status  status.Status
+	detail  string // "Reason: message" explaining status
+	summary string // short state for progress lines
+	current bool
+	pending bool   // was seen not Current
+	shown   string // the last summary reported
+}
+
+// Wait polls objs until every one is Current (kstatus), one Failed, or the
+// timeout passed. Objects that are Current are not polled again. A
+// Deployment whose progress deadline was exceeded counts as Failed.
+//
+// On failure or timeout the error wraps ErrRolloutFailed and lists every
+// object that is not Current with its status and reason; for Deployments,
+// StatefulSets, DaemonSets, ReplicaSets and Jobs it adds the reasons of
+// their pods that are not ready, such as
+//
+//	Deployment/demo/web: Failed: ProgressDeadlineExceeded: ReplicaSet "web-5d9c" has timed out progressing.; pod web-5d9c-x2x7p: Unschedulable: 0/1 nodes are available: ...
+//
+// Errors reading objects are retried until the timeout, except
+// authorization errors and unknown kinds, which end the wait at once. If
+// ctx ends, Wait returns its error.
+func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) error {
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultWaitTimeout
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = defaultWaitInterval
+	}
+	ctx = quiet(ctx)
+	states := make([]*objState, 0, len(objs))
+	for _, ref := range objs {
+		mapping, err := c.mapping(ctx, ref.GroupKind(), ref.Version)
+		if err != nil {
+			return classify(ctx, "waiting for "+ref.String(), err)
+		}
+		states = append(states, &objState{ref: ref, mapping: mapping, status: status.UnknownStatus, detail: "not read yet"})
+	}
+	wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
+	ticker := time.NewTicker(opts.Interval)
+	defer ticker.Stop()
+	var lastReport time.Time
+	for {
+		failed := 0
+		notCurrent := 0
+		for _, s := range states {
+			if s.current {
+				continue
+			}
+			if err := c.observe(wctx, s); err != nil {
+				if expired(wctx) {
+					break
+				}
+				if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrInvalid) {
+					return err
+				}
+				// Keep what was last seen; say why it could not be read
+				// if nothing was.
+				if s.obj == nil && s.status != status.NotFoundStatus {
+					s.status, s.detail, s.summary = status.UnknownStatus, err.Error(), "unknown: "+err.Error()
+				}
+			}
+			switch s.status {
+			case status.CurrentStatus:
+				s.current = true
+			case status.FailedStatus:
+				failed++
+			}
+			if !s.current {
+				s.pending = true
+				notCurrent++
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for rollout: %w", ctx.Err())
+		}
+		if !expired(wctx) {
+			if notCurrent == 0 {
+				report(states, opts.Progress, &lastReport, true)
+				return nil
+			}
+			report(states, opts.Progress, &lastReport, false)
+			if failed > 0 {
+				return c.rolloutError(ctx, states, 0)
+			}
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return fmt.Errorf("waiting for rollout: %w", ctx.Err())
+			}
+			return c.rolloutError(ctx, states, opts.Timeout)
+		case <-ticker.C:
+		}
+	}
+}
+
+// expired reports whether ctx is done or its deadline has passed (client-go's
+// rate limiter fails requests that would end after the deadline before the
+// context itself expires).
+func expired(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
+// observe reads the object of s and computes its status.
+func (c *Client) observe(ctx context.Context, s *objState) error {
+	u, err := c.resource(s.mapping, s.ref.Namespace).Get(ctx, s.ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		s.obj, s.status, s.detail, s.summary = nil, status.NotFoundStatus, "not found", "not found"
+		return nil
+	}
+	if err != nil {
+		return classify(ctx, "reading "+s.ref.String(), err)
+	}
+	s.obj = u
+	res, err := status.Compute(u)
+	if err != nil {
+		s.status, s.detail, s.summary = status.UnknownStatus, err.Error(), "unknown: "+err.Error()
+		return nil
+	}
+	s.status, s.detail = res.Status, explain(res)
+	s.summary = summarize(u, res)
+	return nil
+}
+
+// explain returns "Reason: message" of a kstatus result's first condition,
+// or its message.
+func explain(res *status.Result) string {
+	if len(res.Conditions) > 0 {
+		c := res.Conditions[0]
+		switch {
+		case c.Reason != "" && c.Message != "":
+			return c.Reason + ": " + trimMessage(c.Message)
+		case c.Reason != "":
+			return c.Reason
+		case c.Message != "":
+			return trimMessage(c.Message)
+		}
+	}
+	return trimMessage(res.Message)
+}
+
+// summarize returns a short state for progress lines: replica counts for
+// workloads, the kstatus status and reason otherwise.
+func summarize(u *unstructured.Unstructured, res *status.Result) string {
+	gk := u.GroupVersionKind().GroupKind()
+	num := func(fields ...string) int64 {
+		v, _, _ := unstructured.NestedInt64(u.Object, fields...)
+		return v
+	}
+	desired := func() int64 {
+		if v, ok, _ := unstructured.NestedInt64(u.Object, "spec", "replicas"); ok {
+			return v
+		}
+		return 1
+	}
+	var counts string
+	switch {
+	case gk == (schema.GroupKind{Group: "apps", Kind: "Deployment"}):
+		want, updated, total := desired(), num("status", "updatedReplicas"), num("status", "replicas")
+		switch {
+		case res.Status == status.CurrentStatus || updated >= want && total <= updated:
+			counts = fmt.Sprintf("%d/%d ready", num("status", "readyReplicas"), want)
+		case updated < want:
+			counts = fmt.Sprintf("%d/%d updated", updated, want)
+		default:
+			counts = fmt.Sprintf("%d old replica(s) terminating", total-updated)
+		}
+	case gk == (schema.GroupKind{Group: "apps", Kind: "StatefulSet"}), gk == (schema.GroupKind{Group: "apps", Kind: "ReplicaSet"}):
+		counts = fmt.Sprintf("%d/%d ready", num("status", "readyReplicas"), desired())
+	case gk == (schema.GroupKind{Group: "apps", Kind: "DaemonSet"}):
+		counts = fmt.Sprintf("%d/%d ready", num("status", "numberReady"), num("status", "desiredNumberScheduled"))
+	}
+	switch {
+	case res.Status == status.CurrentStatus && counts != "":
+		return counts
+	case res.Status == status.CurrentStatus:
+		return "Current"
+	case res.Status == status.InProgressStatus && counts != "":
+		return counts
+	}
+	if d := explain(res); d != "" {
+		return string(res.Status) + ": " + d
+	}
+	return string(res.Status)
+}
+
+// report sends the changed summaries of objects that were not Current to
+// progress, unless the last batch was less than progressEvery ago and
+// force is false.
+func report(states []*objState, progress func(string), last *time.Time, force bool) {
+	if progress == nil || (!force && time.Since(*last) < progressEvery) {
+		return
+	}
+	sent := false
+	for _, s := range states {
+		if !s.pending || s.summary == s.shown {
+			continue
+		}
+		progress(s.ref.String() + ": " + s.summary)
+		s.shown = s.summary
+		sent = true
+	}
+	if sent {
+		*last = time.Now()
+	}
+}
+
+// rolloutError returns an error wrapping ErrRolloutFailed that lists every
+// object that is not Current, with the reasons of its pods; timeout is the
+// wait's timeout if it expired, 0 if objects failed.
+func (c *Client) rolloutError(ctx context.Context, states []*objState, timeout time.Duration) error {
+	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	var lines []string
+	failed := 0
+	for _, s := range states {
+		if s.current {
+			continue
+		}
+		if s.status == status.FailedStatus {
+			failed++
+		}
+		line := s.ref.String() + ": " + string(s.status)
+		if s.detail != "" {
+			line += ": " + s.detail
+		}
+		for _, p := range c.podProblems(rctx, s.obj) {
+			line += "; " + p
+		}
+		lines = append(lines, line)
+	}
+	headline := fmt.Sprintf("%d of %d object(s) failed", failed, len(states))
+	if timeout > 0 {
+		headline = fmt.Sprintf("timed out after %s with %d of %d object(s) not Current", timeout, len(lines), len(states))
+	}
+	return fmt.Errorf("%w: %s:\n  %s", ErrRolloutFailed, headline, strings.Join(lines, "\n  "))
+}
+
+// podProblems explains why the pods of workload u are not ready; nil if u
+// is not a workload or its pods cannot be listed.
+func (c *Client) podProblems(ctx context.Context, u *unstructured.Unstructured) []string {
+	if u == nil {
+		return nil
+	}
+	switch u.GroupVersionKind().GroupKind() {
+	case schema.GroupKind{Group: "apps", Kind: "Deployment"}, schema.GroupKind{Group: "apps", Kind: "StatefulSet"},
+		schema.GroupKind{Group: "apps", Kind: "DaemonSet"}, schema.GroupKind{Group: "apps", Kind: "ReplicaSet"},
+		schema.GroupKind{Group: "batch", Kind: "Job"}:
+	default:
+		return nil
+	}
+	raw, ok, _ := unstructured.NestedMap(u.Object, "spec", "selector")
+	if !ok {
+		return nil
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err != nil {
+		return nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil || sel.Empty() {
+		return nil
+	}
+	list, err := c.dynamic.Resource(podsGVR).Namespace(u.GetNamespace()).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return []string{"listing pods: " + err.Error()}
+	}
+	var out []string
+	more := 0
+	for i := range list.Items {
+		var pod corev1.Pod
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(list.Items[i].Object, &pod); err != nil {
+			continue
+		}
+		if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || podReady(&pod) {
+			continue
+		}
+		if len(out) == maxPodsReported {
+			more++
+			continue
+		}
+		out = append(out, "pod "+pod.Name+": "+strings.Join(podReasons(&pod), "; "))
+	}
+	if more > 0 {
+		out = append(out, fmt.Sprintf("%d more pod(s) not ready", more))
+	}
+	return out
+}
+
+// podReady reports whether pod's Ready condition is True.
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podReasons explains why pod is not ready: scheduling failures, waiting
+// and failed containers, else its Ready condition or phase.
+func podReasons(pod *corev1.Pod) []string {
+	var r []string
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+			r = append(r, joinNonEmpty(c.Reason, trimMessage(c.Message)))
+		}
+	}
+	statuses := append(append([]corev1.ContainerStatus(nil), pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+	for _, cs := range statuses {
+		switch {
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "" &&
+			cs.State.Waiting.Reason != "ContainerCreating" && cs.State.Waiting.Reason != "PodInitializing":
+			r = append(r, "container "+cs.Name+": "+joinNonEmpty(cs.State.Waiting.Reason, trimMessage(cs.State.Waiting.Message)))
+		case cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0:
+			t := cs.State.Terminated
+			r = append(r, fmt.Sprintf("container %s: %s (exit code %d)", cs.Name, joinNonEmpty(t.Reason, trimMessage(t.Message)), t.ExitCode))
+		}
+	}
+	if len(r) > 0 {
+		return r
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && (c.Reason != "" || c.Message != "") {
+			return []string{"not ready: " + joinNonEmpty(c.Reason, trimMessage(c.Message))}
+		}
+	}
+	return []string{"not ready (phase " + string(pod.Status.Phase) + ")"}
+}
+
+// joinNonEmpty joins the non-empty parts with ": ".
+func joinNonEmpty(parts ...string) string {
+	var l []string
+	for _, p := range parts {
+		if p != "" {
+			l = append(l, p)
+		}
+	}
+	return strings.Join(l, ": ")
+}
+
+// trimMessage removes surrounding space and a final period from a status
+// message, so that messages can be joined with "; ".
+func trimMessage(m string) string {
+	return strings.TrimSuffix(strings.TrimSpace(m), ".")
+}

@@ -1,0 +1,284 @@
+package step_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/deliverhq/deliver/kustomize"
+	"github.com/deliverhq/deliver/step"
+	"github.com/deliverhq/deliver/step/release"
+)
+
+const stagingImages = `images:
+  # web is built by team web's pipeline
+  - name: web
+    newName: {registry}/team/web
+    newTag: "0.9.0" # first release
+`
+
+func TestDeployNoApply(t *testing.T) {
+	t.Parallel()
+	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg", "production": "prod"}, overlayImages: stagingImages})
+	digest := s.push(t, "team/web", "1.4.3")
+	before := s.file(t, "overlays/staging/kustomization.yaml")
+	prodBefore := s.file(t, "overlays/production/kustomization.yaml")
+	image := "web=" + s.reg.Ref("team/web", "1.4.3")
+
+	env := []string{"GITLAB_CI=true", "CI_PROJECT_URL=https://gitlab.example.com/team/web", "CI_COMMIT_SHA=0123abc",
+		"CI_PIPELINE_URL=https://gitlab.example.com/team/web/-/pipelines/42", "CI_PIPELINE_SOURCE=push",
+		"GITLAB_USER_NAME=Ada", "GITLAB_USER_EMAIL=ada@example.com"}
+	r := run(t, env, args([]string{"deploy", "--env", "staging", "--image", image, "--no-apply"}, s.gitArgs())...)
+	if r.code != 0 {
+		t.Fatalf("deploy failed:\n%s", r)
+	}
+	if !strings.Contains(r.stdout, "changed=true") || strings.Count(strings.TrimSpace(r.stdout), "\n") != 0 {
+		t.Errorf("stdout is not the one-line result:\n%s", r)
+	}
+	for _, phase := range []string{"verify", "clone", "push"} {
+		// GITLAB_CI=true: a collapsible section per phase, closed with the phase's duration.
+		if !strings.Contains(r.stderr, "section_start:") || !strings.Contains(r.stderr, ":deliver_"+phase+"_") ||
+			!strings.Contains(r.stderr, phase+" done in") {
+			t.Errorf("stderr lacks the section of phase %s with its duration:\n%s", phase, r.stderr)
+		}
+	}
+
+	// Only the changed values differ, byte for byte.
+	pinned := s.reg.Host + "/team/web"
+	want := strings.Replace(before, "    newTag: \"0.9.0\" # first release\n",
+		"    newTag: \"1.4.3\" # first release\n    digest: "+digest+"\n", 1)
+	if got := s.file(t, "overlays/staging/kustomization.yaml"); got != want {
+		t.Errorf("kustomization after deploy:\n%s\nwant:\n%s", got, want)
+	}
+	if got := s.file(t, "overlays/production/kustomization.yaml"); got != prodBefore {
+		t.Errorf("production overlay changed:\n%s", got)
+	}
+
+	// The commit records what happened, machine-readably.
+	log, err := s.git.Log(s.repo, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 2 {
+		t.Fatalf("%d commits, want 2", len(log))
+	}
+	rec, err := release.Parse(log[0].Message)
+	if err != nil {
+		t.Fatalf("parsing commit message %q: %v", log[0].Message, err)
+	}
+	wantTo := pinned + ":1.4.3@" + digest
+	if rec.Environment != "staging" || len(rec.Images) != 1 || rec.Images[0].To != wantTo ||
+		rec.Images[0].From != pinned+":0.9.0" || rec.Trigger != "automated" || rec.Event != "push" ||
+		rec.Pipeline != "https://gitlab.example.com/team/web/-/pipelines/42" || rec.SourceCommit != "0123abc" {
+		t.Errorf("record = %+v", rec)
+	}
+	if !strings.HasPrefix(log[0].Message, "deliver(staging): web 0.9.0 -> 1.4.3\n") {
+		t.Errorf("subject: %q", strings.SplitN(log[0].Message, "\n", 2)[0])
+	}
+	if log[0].Author.Name != "Ada" || log[0].Author.Email != "ada@example.com" {
+		t.Errorf("author = %s <%s>", log[0].Author.Name, log[0].Author.Email)
+	}
+
+	// The same deploy again: nothing to commit.
+	r = run(t, env, args([]string{"deploy", "--env", "staging", "--image", image, "--no-apply"}, s.gitArgs())...)
+	if r.code != 0 || !strings.Contains(r.stdout, "changed=false") || !strings.Contains(r.stderr, "already up to date") {
+		t.Fatalf("second deploy:\n%s", r)
+	}
+	if n := s.commits(t); n != 2 {
+		t.Fatalf("second deploy made a commit: %d commits", n)
+	}
+}
+
+// TestContention runs 16 deploys at once, as 16 pipelines would (separate processes), each
+// setting a different image in the same overlay: every update must land, the history must stay
+// linear and every commit must render.
+func TestContention(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	var services []string
+	for i := 0; i < n; i++ {
+		services = append(services, fmt.Sprintf("svc-%02d", i))
+	}
+	for trial := 1; trial <= 3; trial++ {
+		t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) {
+			s := newServers(t, app{services: services, envs: map[string]string{"staging": "stg"}})
+			digests := map[string]string{}
+			for _, svc := range services {
+				digests[svc] = s.push(t, "team/"+svc, "1.0.0")
+			}
+			var wg sync.WaitGroup
+			results := make([]result, n)
+			for i, svc := range services {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i] = run(t, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "50",
+						"--image", svc + "=" + s.reg.Ref("team/"+svc, "1.0.0")}, s.gitArgs())...)
+				}()
+			}
+			wg.Wait()
+			retried := 0
+			for i, r := range results {
+				if r.code != 0 {
+					t.Errorf("deploy %d failed:\n%s", i, r)
+				}
+				if strings.Contains(r.stderr, "lost the race") {
+					retried++
+				}
+			}
+			t.Logf("%d of %d deploys lost at least one race and retried", retried, n)
+			if os.Getenv("DELIVER_DEBUG_CONTENTION") != "" {
+				worst := results[0]
+				for _, r := range results {
+					if strings.Count(r.stderr, "lost the race") > strings.Count(worst.stderr, "lost the race") {
+						worst = r
+					}
+				}
+				t.Logf("the deploy that retried most:\n%s", worst.stderr)
+			}
+
+			// All 16 entries present, each pinned to its digest.
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"kustomization.yaml": s.file(t, "overlays/staging/kustomization.yaml")})
+			_, images, err := kustomize.ReadImages(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, img := range images {
+				got[img.Name] = img.Digest
+			}
+			for _, svc := range services {
+				if got[svc] != digests[svc] {
+					t.Errorf("%s: digest %q in the overlay, want %q (update lost)", svc, got[svc], digests[svc])
+				}
+			}
+			// Linear history: seed + 16 commits, each with one parent; every commit renders.
+			log, err := s.git.Log(s.repo, "main")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(log) != n+1 {
+				t.Errorf("%d commits, want %d", len(log), n+1)
+			}
+			for _, c := range log {
+				if c.NumParents() > 1 {
+					t.Errorf("merge commit %s in a history that must be linear", c.Hash)
+				}
+				checkRenders(t, s.git.BareDir(s.repo), c.Hash.String())
+			}
+		})
+	}
+}
+
+// checkRenders exports the tree of commit from the bare repo and builds the staging overlay.
+func checkRenders(t *testing.T, bare, commit string) {
+	t.Helper()
+	dir := t.TempDir()
+	archive := exec.Command("sh", "-c", fmt.Sprintf("git --git-dir=%q archive %s | tar -x -C %q", bare, commit, dir))
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("exporting %s: %v\n%s", commit, err, out)
+	}
+	if _, err := kustomize.Build(dir, "overlays/staging"); err != nil {
+		t.Errorf("commit %s does not render: %v", commit, err)
+	}
+}
+
+func TestDeployFailures(t *testing.T) {
+	t.Parallel()
+	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg"}, overlayImages: stagingImages})
+	s.push(t, "team/web", "1.4.3")
+	good := "web=" + s.reg.Ref("team/web", "1.4.3")
+	deploy := []string{"deploy", "--no-apply"}
+
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		hook     string
+		wantCode int
+		wantErr  string
+		noClone  bool
+	}{
+		{name: "missing tag", args: args(deploy, []string{"--env", "staging", "--image", "web=" + s.reg.Ref("team/web", "9.9.9")}, s.gitArgs()),
+			wantCode: step.ExitImageNotFound, wantErr: "does not exist", noClone: true},
+		{name: "wrong token", args: args(deploy, []string{"--env", "staging", "--image", good, "--config-repo", s.url, "--git-token", "glpat-WRONGTOKEN0123456789"}),
+			wantCode: step.ExitAuth, wantErr: "refused the credentials"},
+		{name: "wrong token from env", args: args(deploy, []string{"--env", "staging", "--image", good, "--config-repo", s.url}),
+			env: []string{"DELIVER_GIT_TOKEN=glpat-WRONGTOKEN0123456789"}, wantCode: step.ExitAuth, wantErr: "refused the credentials"},
+		{name: "env with dots", args: args(deploy, []string{"--env", "../prod", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "env with slash", args: args(deploy, []string{"--env", "a/b", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "empty env", args: args(deploy, []string{"--env", "", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "env with newline", args: args(deploy, []string{"--env", "stag\ning", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "no overlay", args: args(deploy, []string{"--env", "qa", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "no overlay at overlays/qa"},
+		{name: "template escapes", args: args(deploy, []string{"--env", "staging", "--path-template", "../{env}", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--path-template", noClone: true},
+		{name: "bad image", args: args(deploy, []string{"--env", "staging", "--image", "web=Not A Ref:$(rm -rf /)"}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--image", noClone: true},
+		{name: "no image", args: args(deploy, []string{"--env", "staging"}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--image", noClone: true},
+		{name: "no config repo", args: args(deploy, []string{"--env", "staging", "--image", good}), wantCode: step.ExitUsage, wantErr: "--config-repo", noClone: true},
+		{name: "unknown flag", args: args(deploy, []string{"--env", "staging", "--frobnicate"}), wantCode: step.ExitUsage, wantErr: "frobnicate", noClone: true},
+		{name: "unknown command", args: []string{"deploi"}, wantCode: step.ExitUsage, wantErr: "unknown command", noClone: true},
+		{name: "hook rejects", args: args(deploy, []string{"--env", "staging", "--image", good}, s.gitArgs()),
+			hook: "#!/bin/sh\necho 'protected branch: pushes need a merge request' >&2\nexit 1\n", wantCode: step.ExitPush, wantErr: "protected branch: pushes need a merge request"},
+	}
+	// Subtests share the servers, so they run one after another.
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.hook != "" {
+				if err := s.git.SetHook(s.repo, "pre-receive", tt.hook); err != nil {
+					t.Fatal(err)
+				}
+				defer s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\nexit 0\n")
+			}
+			head, _ := s.git.Head(s.repo, "main")
+			requests := s.git.Requests()
+			r := run(t, tt.env, tt.args...)
+			if r.code != tt.wantCode {
+				t.Fatalf("exit code %d, want %d\n%s", r.code, tt.wantCode, r)
+			}
+			if !strings.Contains(r.stderr, tt.wantErr) {
+				t.Errorf("stderr does not mention %q:\n%s", tt.wantErr, r.stderr)
+			}
+			if strings.Contains(r.stdout+r.stderr, "WRONGTOKEN") || strings.Contains(r.stdout+r.stderr, s.git.Password) {
+				t.Errorf("a secret is in the output:\n%s", r)
+			}
+			if after, _ := s.git.Head(s.repo, "main"); after != head {
+				t.Errorf("branch moved from %s to %s", head, after)
+			}
+			if tt.noClone && s.git.Requests() != requests {
+				t.Errorf("the git server was contacted (%d requests) although the input was refused first", s.git.Requests()-requests)
+			}
+		})
+	}
+}
+
+func TestSetImageCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	original := "# staging\nresources:\n  - ../../base\n\nimages:\n  - name: web # the web app\n    newTag: 1.0.0   # keep this comment\n  - name: api\n    newTag: \"2\"\n"
+	writeFiles(t, dir, map[string]string{"kustomization.yaml": original})
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	r := run(t, nil, "set-image", "--dir", dir, "web=registry.example.com/team/web:1.4.2@"+digest)
+	if r.code != 0 {
+		t.Fatalf("set-image:\n%s", r)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "# staging\nresources:\n  - ../../base\n\nimages:\n  - name: web # the web app\n    newTag: 1.4.2   # keep this comment\n    newName: registry.example.com/team/web\n    digest: " + digest + "\n  - name: api\n    newTag: \"2\"\n"
+	if string(got) != want {
+		t.Errorf("set-image wrote:\n%s\nwant:\n%s", got, want)
+	}
+	r = run(t, nil, "set-image", "--dir", dir, "web=registry.example.com/team/web:1.4.2@"+digest)
+	if r.code != 0 || !strings.Contains(r.stdout, "changed=false") {
+		t.Errorf("second set-image:\n%s", r)
+	}
+	r = run(t, nil, "set-image", "--dir", t.TempDir(), "web=x:1")
+	if r.code != step.ExitUsage || !strings.Contains(r.stderr, "kustomization") {
+		t.Errorf("set-image without a kustomization:\n%s", r)
+	}
+}

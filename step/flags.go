@@ -1,0 +1,290 @@
+package step
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/urfave/cli/v2"
+
+	"github.com/deliverhq/deliver/step/ci"
+	"github.com/deliverhq/deliver/step/cluster"
+	"github.com/deliverhq/deliver/step/configrepo"
+	"github.com/deliverhq/deliver/step/registry"
+)
+
+// Flag names shared by several commands.
+const (
+	flagConfigRepo    = "config-repo"
+	flagBranch        = "branch"
+	flagEnv           = "env"
+	flagPathTemplate  = "path-template"
+	flagImage         = "image"
+	flagGitUsername   = "git-username"
+	flagGitToken      = "git-token"
+	flagSSHKey        = "ssh-key"
+	flagSSHKeyFile    = "ssh-key-file"
+	flagSSHKnownHosts = "ssh-known-hosts"
+	flagSSHHostKey    = "ssh-host-key"
+	flagGitCAFile     = "git-ca-file"
+	flagGitInsecure   = "git-insecure-skip-tls-verify"
+	flagRegUser       = "registry-username"
+	flagRegPassword   = "registry-password"
+	flagRegInsecure   = "insecure-registry"
+	flagRegCAFile     = "registry-ca-file"
+	flagRegTimeout    = "registry-timeout"
+	flagPushAttempts  = "push-attempts"
+	flagPushTimeout   = "push-timeout"
+	flagAuthorName    = "author-name"
+	flagAuthorEmail   = "author-email"
+	flagTrigger       = "trigger"
+	flagDigestPin     = "digest-pin"
+	flagNoApply       = "no-apply"
+	flagDryRun        = "dry-run"
+	flagKubeconfig    = "kubeconfig"
+	flagKubeconfigDat = "kubeconfig-data"
+	flagKubeContext   = "kube-context"
+	flagNamespace     = "namespace"
+	flagPrune         = "prune"
+	flagWait          = "wait"
+	flagTimeout       = "timeout"
+	flagForceConfl    = "force-conflicts"
+	flagEnvURL        = "env-url"
+	flagForce         = "force"
+	flagReason        = "reason"
+	flagOnFailure     = "on-failure"
+)
+
+// releaseFlags are the flags of commands that change an environment's images.
+func releaseFlags() []cli.Flag {
+	const cat = "Release"
+	return []cli.Flag{
+		&cli.BoolFlag{Name: flagForce, Category: cat, EnvVars: env(flagForce), Usage: "override a lock on the image (manual runs only; recorded in the commit)"},
+		&cli.StringFlag{Name: flagReason, Category: cat, EnvVars: env(flagReason), Usage: "why: recorded in the commit"},
+		&cli.StringFlag{Name: flagOnFailure, Category: cat, EnvVars: env(flagOnFailure), Value: onFailureRevert, Usage: "when the rollout fails: revert (push a revert of this change, apply and wait for the previous version) or keep"},
+	}
+}
+
+func env(name string) []string {
+	return []string{"DELIVER_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+}
+
+// configRepoFlags are the flags that reach the config repo.
+func configRepoFlags() []cli.Flag {
+	const cat = "Config repo"
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagConfigRepo, Category: cat, EnvVars: env(flagConfigRepo), Usage: "URL of the GitOps config repo (https://... or git@host:path)"},
+		&cli.StringFlag{Name: flagBranch, Category: cat, EnvVars: env(flagBranch), Value: "main", Usage: "branch of the config repo to update"},
+		&cli.StringFlag{Name: flagPathTemplate, Category: cat, EnvVars: env(flagPathTemplate), Value: "overlays/{env}", Usage: "overlay directory of an environment in the config repo; {env} is replaced by the environment name"},
+		&cli.StringFlag{Name: flagGitUsername, Category: cat, EnvVars: env(flagGitUsername), Usage: "username for HTTPS (default x-access-token, which GitHub and GitLab tokens accept)"},
+		&cli.StringFlag{Name: flagGitToken, Category: cat, EnvVars: env(flagGitToken), Usage: "token or password for HTTPS (GitLab project/deploy token, GitHub App or fine-grained token)"},
+		&cli.StringFlag{Name: flagSSHKey, Category: cat, EnvVars: env(flagSSHKey), Usage: "SSH private key (PEM content) for ssh:// or git@ URLs (a deploy key)"},
+		&cli.StringFlag{Name: flagSSHKeyFile, Category: cat, EnvVars: env(flagSSHKeyFile), Usage: "file holding the SSH private key"},
+		&cli.StringFlag{Name: flagSSHKnownHosts, Category: cat, EnvVars: env(flagSSHKnownHosts), Usage: "known_hosts file to check the SSH server against (default ~/.ssh/known_hosts)"},
+		&cli.StringFlag{Name: flagSSHHostKey, Category: cat, EnvVars: env(flagSSHHostKey), Usage: "pin the SSH server's host key (\"ssh-ed25519 AAAA...\")"},
+		&cli.StringFlag{Name: flagGitCAFile, Category: cat, EnvVars: env(flagGitCAFile), Usage: "PEM CA bundle to trust for a self-hosted git server"},
+		&cli.BoolFlag{Name: flagGitInsecure, Category: cat, EnvVars: env(flagGitInsecure), Usage: "do not verify the git server's TLS certificate (unsafe; warns)"},
+		&cli.IntFlag{Name: flagPushAttempts, Category: cat, EnvVars: env(flagPushAttempts), Value: 60, Usage: "push attempts when concurrent pipelines push first (each lost race means another pipeline landed)"},
+		&cli.DurationFlag{Name: flagPushTimeout, Category: cat, EnvVars: env(flagPushTimeout), Value: 2 * time.Minute, Usage: "time limit for the whole commit-and-push, all attempts included"},
+		&cli.StringFlag{Name: flagAuthorName, Category: cat, EnvVars: env(flagAuthorName), Usage: "commit author name (default: the CI user, else \"deliver\")"},
+		&cli.StringFlag{Name: flagAuthorEmail, Category: cat, EnvVars: env(flagAuthorEmail), Usage: "commit author e-mail (default: the CI user's)"},
+		&cli.StringFlag{Name: flagTrigger, Category: cat, EnvVars: env(flagTrigger), Usage: "manual or automated (default: from CI_PIPELINE_SOURCE / GITHUB_EVENT_NAME; outside CI, manual)"},
+	}
+}
+
+// registryFlags are the flags that reach the image registry.
+func registryFlags() []cli.Flag {
+	const cat = "Registry"
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagRegUser, Category: cat, EnvVars: env(flagRegUser), Usage: "registry username (default: CI_REGISTRY_USER for CI_REGISTRY, GITHUB_TOKEN for ghcr.io, then the docker config)"},
+		&cli.StringFlag{Name: flagRegPassword, Category: cat, EnvVars: env(flagRegPassword), Usage: "registry password or token"},
+		&cli.StringSliceFlag{Name: flagRegInsecure, Category: cat, EnvVars: env(flagRegInsecure), Usage: "registry HOST[:PORT] reached over plain HTTP (repeatable)"},
+		&cli.StringFlag{Name: flagRegCAFile, Category: cat, EnvVars: env(flagRegCAFile), Usage: "PEM CA bundle to trust for the registry"},
+		&cli.DurationFlag{Name: flagRegTimeout, Category: cat, EnvVars: env(flagRegTimeout), Value: 60 * time.Second, Usage: "time limit for checking one image"},
+	}
+}
+
+// clusterFlags are the flags that reach the cluster.
+func clusterFlags() []cli.Flag {
+	const cat = "Cluster"
+	return []cli.Flag{
+		&cli.StringFlag{Name: flagKubeconfig, Category: cat, EnvVars: env(flagKubeconfig), Usage: "kubeconfig file (default: KUBECONFIG, in-cluster, ~/.kube/config)"},
+		&cli.StringFlag{Name: flagKubeconfigDat, Category: cat, EnvVars: env(flagKubeconfigDat), Usage: "kubeconfig content (a CI secret); wins over --kubeconfig"},
+		&cli.StringFlag{Name: flagKubeContext, Category: cat, EnvVars: env(flagKubeContext), Usage: "kubeconfig context (GitLab agent: group/project:agent)"},
+		&cli.StringFlag{Name: flagNamespace, Category: cat, EnvVars: env(flagNamespace), Usage: "namespace for objects the overlay leaves without one (default: the overlay's own namespace, else default)"},
+		&cli.BoolFlag{Name: flagPrune, Category: cat, EnvVars: env(flagPrune), Usage: "delete objects deliver applied before that are no longer in the overlay (ApplySet)"},
+		&cli.BoolFlag{Name: flagWait, Category: cat, EnvVars: env(flagWait), Value: true, Usage: "wait until every applied object is ready"},
+		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for the rollout wait"},
+		&cli.BoolFlag{Name: flagForceConfl, Category: cat, EnvVars: env(flagForceConfl), Usage: "take fields owned by other field managers"},
+	}
+}
+
+// validateEnvName refuses environment names that could reach outside the overlays directory
+// or break a commit message.
+func validateEnvName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("--%s: no environment given", flagEnv)
+	case len(name) > 63:
+		return fmt.Errorf("--%s %q: longer than 63 characters", flagEnv, name)
+	case name == "." || name == ".." || strings.Contains(name, ".."):
+		return fmt.Errorf("--%s %q: must not contain \"..\"", flagEnv, name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("--%s %q: only letters, digits, '-', '_' and '.' are allowed (found %q)", flagEnv, name, c)
+		}
+	}
+	return nil
+}
+
+// overlayPath renders --path-template for env and checks it stays a relative path inside the repo.
+func overlayPath(template, envName string) (string, error) {
+	p := strings.ReplaceAll(template, "{env}", envName)
+	if p == "" || strings.ContainsAny(p, "\x00\n\r") {
+		return "", fmt.Errorf("--%s %q: not a usable path", flagPathTemplate, template)
+	}
+	clean := path.Clean(strings.ReplaceAll(p, "\\", "/"))
+	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", fmt.Errorf("--%s %q: the overlay path %q must stay inside the config repo", flagPathTemplate, template, p)
+	}
+	return clean, nil
+}
+
+// gitAuth reads the config-repo credentials and registers them as secrets.
+func (r *runner) gitAuth(c *cli.Context) (configrepo.Auth, error) {
+	a := configrepo.Auth{
+		Username:        c.String(flagGitUsername),
+		Password:        c.String(flagGitToken),
+		KnownHosts:      c.String(flagSSHKnownHosts),
+		HostKey:         c.String(flagSSHHostKey),
+		InsecureSkipTLS: c.Bool(flagGitInsecure),
+	}
+	r.redactor.Add(a.Password)
+	if key := c.String(flagSSHKey); key != "" {
+		a.SSHKey = []byte(key)
+		r.redactor.Add(key)
+	}
+	if f := c.String(flagSSHKeyFile); f != "" {
+		key, err := os.ReadFile(f)
+		if err != nil {
+			return a, usage(fmt.Errorf("--%s: %w", flagSSHKeyFile, err))
+		}
+		a.SSHKey = key
+		r.redactor.Add(string(key))
+	}
+	if f := c.String(flagGitCAFile); f != "" {
+		ca, err := os.ReadFile(f)
+		if err != nil {
+			return a, usage(fmt.Errorf("--%s: %w", flagGitCAFile, err))
+		}
+		a.CABundle = ca
+	}
+	if a.InsecureSkipTLS {
+		r.rep.Warnf("--%s is set: the config repo's TLS certificate is not verified", flagGitInsecure)
+	}
+	return a, nil
+}
+
+// configRepoOptions builds the configrepo options of a command.
+func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
+	if c.String(flagConfigRepo) == "" {
+		return configrepo.Options{}, usage(fmt.Errorf("--%s (or DELIVER_CONFIG_REPO) is required", flagConfigRepo))
+	}
+	if c.Int(flagPushAttempts) < 1 {
+		return configrepo.Options{}, usage(fmt.Errorf("--%s must be at least 1", flagPushAttempts))
+	}
+	if c.Duration(flagPushTimeout) <= 0 {
+		return configrepo.Options{}, usage(fmt.Errorf("--%s must be positive", flagPushTimeout))
+	}
+	auth, err := r.gitAuth(c)
+	if err != nil {
+		return configrepo.Options{}, err
+	}
+	return configrepo.Options{
+		URL:         c.String(flagConfigRepo),
+		Branch:      c.String(flagBranch),
+		Auth:        auth,
+		Logf:        r.rep.Logf,
+		MaxAttempts: c.Int(flagPushAttempts),
+		Timeout:     c.Duration(flagPushTimeout),
+	}, nil
+}
+
+// registryClient builds the registry client of a command.
+func (r *runner) registryClient(c *cli.Context) (*registry.Client, error) {
+	opts := registry.Options{
+		Username: c.String(flagRegUser),
+		Password: c.String(flagRegPassword),
+		Insecure: splitList(c.StringSlice(flagRegInsecure)),
+		Getenv:   r.getenv,
+		Timeout:  c.Duration(flagRegTimeout),
+	}
+	r.redactor.Add(opts.Password, r.getenv("CI_REGISTRY_PASSWORD"), r.getenv("GITHUB_TOKEN"))
+	if f := c.String(flagRegCAFile); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usage(fmt.Errorf("--%s: %w", flagRegCAFile, err))
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, usage(fmt.Errorf("--%s %s: no PEM certificates found", flagRegCAFile, f))
+		}
+		opts.CAs = pool
+	}
+	return registry.New(opts), nil
+}
+
+// clusterOptions builds the cluster connection options of a command.
+func (r *runner) clusterOptions(c *cli.Context) cluster.Options {
+	o := cluster.Options{
+		Kubeconfig: c.String(flagKubeconfig),
+		Context:    c.String(flagKubeContext),
+		Getenv:     r.getenv,
+	}
+	if d := c.String(flagKubeconfigDat); d != "" {
+		o.KubeconfigData = []byte(d)
+		r.redactor.Add(d)
+	}
+	return o
+}
+
+// trigger resolves --trigger against the CI context.
+func (r *runner) trigger(c *cli.Context) (ci.Trigger, string, error) {
+	if s := c.String(flagTrigger); s != "" {
+		t, ok := ci.ParseTrigger(s)
+		if !ok {
+			return "", "", usage(fmt.Errorf("--%s %q: want manual or automated", flagTrigger, s))
+		}
+		return t, r.ci.Event, nil
+	}
+	return r.ci.Trigger, r.ci.Event, nil
+}
+
+// author is the commit author: flags, then the CI user, then "deliver".
+func (r *runner) author(c *cli.Context) object.Signature {
+	name, email := c.String(flagAuthorName), c.String(flagAuthorEmail)
+	if name == "" {
+		name = r.ci.Actor
+	}
+	if email == "" {
+		email = r.ci.ActorEmail
+	}
+	if name == "" {
+		name = "deliver"
+	}
+	if email == "" {
+		email = "deliver@localhost"
+	}
+	return object.Signature{Name: name, Email: email, When: time.Now()}
+}
+
+var errNoImages = errors.New("no image given")

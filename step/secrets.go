@@ -1,0 +1,64 @@
+package step
+
+import (
+	"net/url"
+	"os"
+
+	"github.com/urfave/cli/v2"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// registerSecrets collects every secret a command was given — tokens, passwords, keys,
+// kubeconfig credentials, credentials in URLs — into the run's redactor, before the command
+// prints anything.
+func (r *runner) registerSecrets(c *cli.Context) {
+	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword, flagKubeconfigDat} {
+		if isSet(c, name) {
+			r.redactor.Add(c.String(name))
+		}
+	}
+	if isSet(c, flagSSHKeyFile) {
+		if key, err := os.ReadFile(c.String(flagSSHKeyFile)); err == nil {
+			r.redactor.Add(string(key))
+		}
+	}
+	if isSet(c, flagConfigRepo) {
+		if u, err := url.Parse(c.String(flagConfigRepo)); err == nil && u.User != nil {
+			if p, ok := u.User.Password(); ok {
+				r.redactor.Add(p)
+			}
+		}
+	}
+	r.redactor.Add(r.getenv("CI_REGISTRY_PASSWORD"), r.getenv("GITHUB_TOKEN"), r.getenv("CI_JOB_TOKEN"))
+	// Kubeconfig credentials, from the content or the file deliver will read.
+	var cfg *clientcmdapi.Config
+	if isSet(c, flagKubeconfigDat) {
+		cfg, _ = clientcmd.Load([]byte(c.String(flagKubeconfigDat)))
+	} else if path := firstNonEmpty(stringFlag(c, flagKubeconfig), r.getenv("KUBECONFIG")); path != "" {
+		cfg, _ = clientcmd.LoadFromFile(path)
+	}
+	if cfg != nil {
+		for _, ai := range cfg.AuthInfos {
+			r.redactor.Add(ai.Token, ai.Password, string(ai.ClientKeyData))
+		}
+	}
+}
+
+func isSet(c *cli.Context, name string) bool {
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return c.String(name) != ""
+			}
+		}
+	}
+	return false
+}
+
+func stringFlag(c *cli.Context, name string) string {
+	if isSet(c, name) {
+		return c.String(name)
+	}
+	return ""
+}

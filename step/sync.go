@@ -1,0 +1,118 @@
+package step
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/deliverhq/deliver/step/ci"
+)
+
+func (r *runner) applyCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: flagEnv, EnvVars: env(flagEnv), Usage: "environment to apply"},
+		&cli.StringFlag{Name: flagEnvURL, EnvVars: env(flagEnvURL), Usage: "the environment's URL, passed through to CI outputs"},
+	}
+	flags = append(flags, configRepoFlags()...)
+	flags = append(flags, clusterFlags()...)
+	return &cli.Command{
+		Name:   "apply",
+		Usage:  "apply an environment exactly as the config repo has it, and wait (re-sync after drift or a wiped cluster)",
+		Flags:  flags,
+		Action: r.withReporter(r.applyEnv),
+	}
+}
+
+func (r *runner) diffCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: flagEnv, EnvVars: env(flagEnv), Usage: "environment to compare"},
+	}
+	flags = append(flags, configRepoFlags()...)
+	flags = append(flags, clusterFlags()...)
+	return &cli.Command{
+		Name:   "diff",
+		Usage:  "show what differs between the config repo and the live cluster (server-side dry run); exit 0 when nothing, 1 on drift",
+		Flags:  flags,
+		Action: r.withReporterQuiet(r.diff),
+	}
+}
+
+// checkout validates --env, clones the config repo and checks the overlay exists.
+func (r *runner) checkout(ctx context.Context, c *cli.Context, envName string) (root, overlay string, cleanup func(), err error) {
+	if err := validateEnvName(envName); err != nil {
+		return "", "", nil, usage(err)
+	}
+	overlay, err = overlayPath(c.String(flagPathTemplate), envName)
+	if err != nil {
+		return "", "", nil, usage(err)
+	}
+	opts, err := r.configRepoOptions(c)
+	if err != nil {
+		return "", "", nil, err
+	}
+	repo, err := r.clone(ctx, opts)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if err := checkOverlay(repo.Dir(), overlay, envName); err != nil {
+		repo.Close()
+		return "", "", nil, err
+	}
+	return repo.Dir(), overlay, func() { repo.Close() }, nil
+}
+
+func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
+	envName := c.String(flagEnv)
+	out := ci.Outcome{Command: "apply", Environment: envName, URL: c.String(flagEnvURL)}
+	if err := validateEnvName(envName); err != nil {
+		return out, usage(err)
+	}
+	ap, err := r.newApplier(ctx, c, envName)
+	if err != nil {
+		return out, err
+	}
+	root, overlay, cleanup, err := r.checkout(ctx, c, envName)
+	if err != nil {
+		return out, err
+	}
+	defer cleanup()
+	return out, ap.run(ctx, root, overlay, &out)
+}
+
+func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
+	envName := c.String(flagEnv)
+	out := ci.Outcome{Command: "diff", Environment: envName}
+	if err := validateEnvName(envName); err != nil {
+		return out, usage(err)
+	}
+	ap, err := r.newApplier(ctx, c, envName)
+	if err != nil {
+		return out, err
+	}
+	root, overlay, cleanup, err := r.checkout(ctx, c, envName)
+	if err != nil {
+		return out, err
+	}
+	defer cleanup()
+	objs, ns, err := ap.objects(root, overlay)
+	if err != nil {
+		return out, err
+	}
+	end := r.rep.Phase("diff", fmt.Sprintf("comparing %d object(s) with the cluster (server-side dry run)", len(objs)))
+	diffs, err := ap.client.Diff(ctx, objs, ap.applyOptions(ns, true))
+	if err != nil {
+		end(err)
+		return out, err
+	}
+	end(nil)
+	for _, d := range diffs {
+		fmt.Fprint(r.stdout, d.String())
+	}
+	if len(diffs) > 0 {
+		out.Changed = true
+		return out, exitCodeError{code: ExitFailure, err: fmt.Errorf("environment %s: %d object(s) differ from the config repo", envName, len(diffs))}
+	}
+	r.rep.Logf("the cluster matches the config repo")
+	return out, nil
+}
