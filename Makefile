@@ -32,3 +32,14 @@ demo: k8s-bins build ## run deliver against a local git server, registry and con
 
 clean: ## remove build output
 	rm -rf bin
+
+.PHONY: image citest-tools
+
+IMAGE_DIR ?= bin/image
+IMAGE_PUSH ?=
+
+image: build ## build the container image without Docker: OCI layout in bin/image (IMAGE_PUSH=REF also pushes)
+	$(GO) run ./hack/image --deliver bin/deliver --out $(IMAGE_DIR) --version $(VERSION) $(if $(IMAGE_PUSH),--push $(IMAGE_PUSH))
+
+citest-tools: ## install the pinned CI validators (action-validator, gitlab-ci-local) from hack/citest/package-lock.json
+	npm ci --prefix hack/citest --no-audit --no-fund

@@ -37,11 +37,11 @@ type runner struct {
 	stdout, stderr io.Writer
 	// rawStderr is the unredacted stream, used only for GitHub's ::add-mask:: commands.
 	rawStderr io.Writer
-	getenv         func(string) string
-	redactor       *redact.Redactor
-	ci             ci.Context
-	rep            ci.Reporter
-	finish         func() // flushes the redacting writers
+	getenv    func(string) string
+	redactor  *redact.Redactor
+	ci        ci.Context
+	rep       ci.Reporter
+	finish    func() // flushes the redacting writers
 }
 
 // Main runs the app with args (os.Args) and returns the process exit code. Every byte written
