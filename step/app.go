@@ -58,7 +58,12 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	err := r.app().RunContext(ctx, args)
 	if err != nil {
 		err = red.Error(err)
-		fmt.Fprintf(errW, "deliver: error: %v\n", err)
+		if r.ci.Provider == ci.ProviderGitLab {
+			// GitLab shows the job's last lines; make the failure stand out in red.
+			fmt.Fprintf(errW, "\x1b[31;1mdeliver: error: %v\x1b[0m\n", err)
+		} else {
+			fmt.Fprintf(errW, "deliver: error: %v\n", err)
+		}
 	}
 	return ExitCode(err)
 }

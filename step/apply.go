@@ -140,7 +140,7 @@ func (a *applier) run(ctx context.Context, root, overlay string, out *ci.Outcome
 		refs = append(refs, o.Ref)
 	}
 	end = rep.Phase("wait", fmt.Sprintf("waiting up to %s for %d object(s) to be ready", a.timeout, len(refs)))
-	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Progress: func(line string) { rep.Logf("%s", line) }})
+	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Interval: 500 * time.Millisecond, Progress: func(line string) { rep.Logf("%s", line) }})
 	if err != nil {
 		out.Rollout = "failed"
 		end(err)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -79,7 +80,12 @@ func run(ctx context.Context, deliver, examples string, verbose bool) error {
 	defer d.cluster.Stop()
 	fmt.Printf("  git %s, registry %s, control plane ready in %s\n\n", d.git.URL, d.reg.Host, time.Since(t0).Round(100*time.Millisecond))
 
-	if d.repoURL, err = d.git.CreateRepo("config", "main", examples); err != nil {
+	seed, err := seedFrom(examples, d.reg.Host)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(seed)
+	if d.repoURL, err = d.git.CreateRepo("config", "main", seed); err != nil {
 		return err
 	}
 	d.say("1. The config repo %s holds base/ and overlays/{staging,production} (from %s).", d.repoURL, examples)
@@ -101,33 +107,44 @@ func run(ctx context.Context, deliver, examples string, verbose bool) error {
 	if err != nil {
 		return err
 	}
+	push, manual := []string{"CI_PIPELINE_SOURCE=push"}, []string{"CI_PIPELINE_SOURCE=web"}
 	d.say("2. CI built team/web 1.0.0 (%s) and 1.1.0 (%s) and pushed them to %s.", d1[:19], d2[:19], d.reg.Host)
 
-	if err := d.deliverCmd(ctx, "3. Pipeline for 1.0.0 deploys to staging (automated, push)", []string{"CI_PIPELINE_SOURCE=push"},
-		"deploy", "--env", "staging", "--image", "web="+d.reg.Ref("team/web", "1.0.0")); err != nil {
-		return err
+	steps := []struct {
+		title    string
+		env      []string
+		wantCode int
+		args     []string
+		show     string // namespace whose running image to show afterwards
+	}{
+		{"3. The pipeline for 1.0.0 deploys to staging (automated: a push pipeline)", push, 0,
+			[]string{"deploy", "--env", "staging", "--image", "web=" + d.reg.Ref("team/web", "1.0.0")}, ""},
+		{"4. A release manager deploys 1.0.0 to production (a manual pipeline)", manual, 0,
+			[]string{"deploy", "--env", "production", "--image", "web=" + d.reg.Ref("team/web", "1.0.0")}, ""},
+		{"5. The pipeline for 1.1.0 deploys to staging", push, 0,
+			[]string{"deploy", "--env", "staging", "--image", "web=" + d.reg.Ref("team/web", "1.1.0")}, ""},
+		{"6. 1.1.0 goes to production", manual, 0,
+			[]string{"deploy", "--env", "production", "--image", "web=" + d.reg.Ref("team/web", "1.1.0")}, "web-production"},
+		{"7. 1.1.0 misbehaves: roll production back to 1.0.0 by tag; nothing is rebuilt", manual, 0,
+			[]string{"rollback", "--env", "production", "--image", "web", "--tag", "1.0.0"}, "web-production"},
+		{"8. During the incident, staging is locked so automation cannot move it", manual, 0,
+			[]string{"lock", "--env", "staging", "--image", "web", "--reason", "incident 42: keep 1.1.0 for debugging"}, ""},
+		{"9. A push pipeline tries to deploy 1.0.0 to staging: the lock refuses it (exit 8)", push, 8,
+			[]string{"deploy", "--env", "staging", "--image", "web=" + d.reg.Ref("team/web", "1.0.0")}, ""},
+		{"10. The incident is over: unlock staging", manual, 0,
+			[]string{"unlock", "--env", "staging", "--image", "web"}, ""},
+		{"11. Roll staging back without naming a tag: deliver finds the previous release in the config repo's history", manual, 0,
+			[]string{"rollback", "--env", "staging", "--image", "web"}, "web-staging"},
 	}
-	if err := d.deliverCmd(ctx, "4. A release manager deploys 1.0.0 to production (manual pipeline)", []string{"CI_PIPELINE_SOURCE=web"},
-		"deploy", "--env", "production", "--image", "web="+d.reg.Ref("team/web", "1.0.0")); err != nil {
-		return err
-	}
-	if err := d.deliverCmd(ctx, "5. Pipeline for 1.1.0 deploys to staging", []string{"CI_PIPELINE_SOURCE=push"},
-		"deploy", "--env", "staging", "--image", "web="+d.reg.Ref("team/web", "1.1.0")); err != nil {
-		return err
-	}
-	if err := d.deliverCmd(ctx, "6. 1.1.0 goes to production", []string{"CI_PIPELINE_SOURCE=web"},
-		"deploy", "--env", "production", "--image", "web="+d.reg.Ref("team/web", "1.1.0")); err != nil {
-		return err
-	}
-	if err := d.running(ctx, "web-production"); err != nil {
-		return err
-	}
-	if err := d.deliverCmd(ctx, "7. 1.1.0 misbehaves: roll production back to 1.0.0 by tag, nothing rebuilt", []string{"CI_PIPELINE_SOURCE=web"},
-		"rollback", "--env", "production", "--image", "web", "--tag", "1.0.0"); err != nil {
-		return err
-	}
-	if err := d.running(ctx, "web-production"); err != nil {
-		return err
+	for _, st := range steps {
+		if err := d.deliverCmd(ctx, st.title, st.env, st.wantCode, st.args...); err != nil {
+			return err
+		}
+		if st.show != "" {
+			if err := d.running(ctx, st.show); err != nil {
+				return err
+			}
+		}
 	}
 	if err := d.history(); err != nil {
 		return err
@@ -136,12 +153,48 @@ func run(ctx context.Context, deliver, examples string, verbose bool) error {
 	return nil
 }
 
+// seedFrom copies the example config repo, pointing its images at the local registry (the
+// examples name registry.example.com, which does not exist).
+func seedFrom(examples, registryHost string) (string, error) {
+	dir, err := os.MkdirTemp("", "deliver-demo-seed-")
+	if err != nil {
+		return "", err
+	}
+	err = filepath.WalkDir(examples, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(examples, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dir, rel)
+		if e.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		data = bytes.ReplaceAll(data, []byte("registry.example.com"), []byte(registryHost))
+		return os.WriteFile(target, data, 0o644)
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("copying %s: %w", examples, err)
+	}
+	return dir, nil
+}
+
 // deliverCmd runs deliver as a CI job would, shows its result line, and fails on a non-zero exit.
-func (d *demo) deliverCmd(ctx context.Context, title string, env []string, args ...string) error {
+func (d *demo) deliverCmd(ctx context.Context, title string, env []string, wantCode int, args ...string) error {
 	fmt.Println()
 	d.say("%s:", title)
-	full := append(args, "--config-repo", d.repoURL, "--git-username", d.git.Username, "--git-token", d.git.Password,
-		"--kubeconfig", d.cluster.Kubeconfig, "--timeout", "60s")
+	full := append(args, "--config-repo", d.repoURL, "--git-username", d.git.Username, "--git-token", d.git.Password)
+	switch args[0] {
+	case "deploy", "rollback":
+		full = append(full, "--kubeconfig", d.cluster.Kubeconfig, "--timeout", "60s")
+	}
 	fmt.Printf("   $ deliver %s\n", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, d.deliver, full...)
 	home, _ := os.MkdirTemp("", "deliver-demo-home-")
@@ -154,24 +207,40 @@ func (d *demo) deliverCmd(ctx context.Context, title string, env []string, args 
 	cmd.Stdout = &stdout
 	cmd.Stderr = io.MultiWriter(&stderr, logWriter(d.verbose))
 	err := cmd.Run()
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
-		if strings.Contains(line, " done in ") || strings.Contains(line, "->") || strings.Contains(line, "ready") ||
-			strings.Contains(line, "pushed") || strings.Contains(line, "created") || strings.Contains(line, "refused") {
-			if !d.verbose {
-				fmt.Println("   " + strings.TrimSpace(line))
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return err
+	}
+	if !d.verbose {
+		for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+			line = strings.TrimSpace(ansi.ReplaceAllString(line, ""))
+			if strings.Contains(line, "section_") {
+				continue
+			}
+			for _, key := range []string{" done in ", " -> ", " ready", "pushed ", "refused", "locked", "previous release", "error:"} {
+				if strings.Contains(line, key) {
+					fmt.Println("   " + line)
+					break
+				}
 			}
 		}
 	}
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return fmt.Errorf("deliver %s exited %d:\n%s", args[0], ee.ExitCode(), stderr.String())
-		}
-		return err
+	if code != wantCode {
+		return fmt.Errorf("deliver %s exited %d, want %d:\n%s", args[0], code, wantCode, stderr.String())
+	}
+	if code != 0 {
+		d.say("   deliver exited %d, as it should: nothing was pushed or applied", code)
+		return nil
 	}
 	d.say("   result: %s", strings.TrimSpace(stdout.String()))
 	return nil
 }
+
+// ansi matches the colour and erase-line escapes GitLab's log sections use.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]|\r`)
 
 func logWriter(verbose bool) io.Writer {
 	if verbose {
@@ -202,7 +271,7 @@ func (d *demo) history() error {
 		return err
 	}
 	fmt.Println()
-	d.say("8. The config repo's history, newest first (each commit links the pipeline that made it):")
+	d.say("12. The config repo's history, newest first (each commit links the pipeline that made it):")
 	for _, c := range log {
 		subject := strings.SplitN(c.Message, "\n", 2)[0]
 		d.say("   %s %s (%s)", c.Hash.String()[:10], subject, c.Author.Name)

@@ -71,12 +71,9 @@ func (g *GitLab) Timings() []PhaseTiming {
 	return append([]PhaseTiming(nil), g.timings...)
 }
 
-// Finish implements Reporter: the red error line and the dotenv report (written on failure
-// too, so later jobs see DELIVER_CHANGED=false).
+// Finish implements Reporter: the dotenv report, written on failure too, so later jobs see
+// DELIVER_CHANGED=false. (The final error line, in red, is deliver's last line; see step.Main.)
 func (g *GitLab) Finish(o Outcome) error {
-	if o.Err != nil {
-		fmt.Fprintf(g.w, "\x1b[31;1mdeliver %s failed: %s\x1b[0m\n", o.Command, strings.ReplaceAll(o.Err.Error(), "\n", " "))
-	}
 	if g.dotenv == "" {
 		return nil
 	}
