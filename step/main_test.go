@@ -92,6 +92,8 @@ type app struct {
 	// {registry} is replaced by the test registry's host.
 	overlayImages string
 	replicas      int
+	// policy is the deliver.yaml at the repo root ("" for none).
+	policy string
 }
 
 func (a app) files(registryHost string) map[string]string {
@@ -137,6 +139,9 @@ spec:
     - port: 80
       targetPort: 8080
 `, s, replicas)
+	}
+	if a.policy != "" {
+		files["deliver.yaml"] = a.policy
 	}
 	files["base/kustomization.yaml"] = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n" + strings.Join(resources, "\n") + "\n"
 	for env, ns := range a.envs {

@@ -100,7 +100,11 @@ func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 		return out, err
 	}
 	end := r.rep.Phase("diff", fmt.Sprintf("comparing %d object(s) with the cluster (server-side dry run)", len(objs)))
-	diffs, err := ap.client.Diff(ctx, objs, ap.applyOptions(ns, true))
+	// Fields another manager took over (kubectl scale, kubectl edit) are drift too: compare as
+	// if deliver took them back.
+	opts := ap.applyOptions(ns, true)
+	opts.ForceConflicts = true
+	diffs, err := ap.client.Diff(ctx, objs, opts)
 	if err != nil {
 		end(err)
 		return out, err
