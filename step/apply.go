@@ -63,7 +63,7 @@ func (r *runner) maybeApplier(ctx context.Context, c *cli.Context, envName strin
 func (a *applier) objects(root, overlay string) ([]*unstructured.Unstructured, string, error) {
 	rm, err := kustomize.Build(root, overlay)
 	if err != nil {
-		return nil, "", err
+		return nil, "", inRepo(root, err)
 	}
 	var objs []*unstructured.Unstructured
 	namespaces := map[string]bool{}

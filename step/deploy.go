@@ -125,6 +125,11 @@ func overlayDir(root, overlay string) string {
 // setOverlayImages edits the overlay at root/overlay, proves it still renders and returns
 // what changed (nothing when the overlay already held the images).
 func setOverlayImages(root, overlay string, images []types.Image) (editResult, error) {
+	res, err := setOverlayImagesIn(root, overlay, images)
+	return res, inRepo(root, err)
+}
+
+func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult, error) {
 	dir := overlayDir(root, overlay)
 	file, before, err := kustomize.ReadImages(dir)
 	if err != nil {
@@ -183,6 +188,7 @@ func indexOf(images []types.Image, name string) int {
 func checkOverlay(root, overlay, envName string) error {
 	dir := filepath.Join(root, filepath.FromSlash(overlay))
 	if _, err := kustomize.FindKustomization(dir); err != nil {
+		err = inRepo(root, err)
 		if errors.Is(err, kustomize.ErrNoKustomization) {
 			hint := ""
 			if entries, rerr := os.ReadDir(filepath.Dir(dir)); rerr == nil {
@@ -423,4 +429,17 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// inRepo rewrites the path of a kustomization file error to be relative to the config repo's
+// root (the clone lives in a temporary directory nobody cares about), for messages and CI
+// annotations.
+func inRepo(root string, err error) error {
+	var fe *kustomize.FileError
+	if errors.As(err, &fe) && filepath.IsAbs(fe.Path) {
+		if rel, rerr := filepath.Rel(root, fe.Path); rerr == nil && !strings.HasPrefix(rel, "..") {
+			fe.Path = filepath.ToSlash(rel)
+		}
+	}
+	return err
 }

@@ -79,7 +79,7 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 	}
 	_, source, err := kustomize.ReadImages(overlayDir(repo.Dir(), fromOverlay))
 	if err != nil {
-		return out, err
+		return out, inRepo(repo.Dir(), err)
 	}
 	wanted := splitList(c.StringSlice(flagImage))
 	var specs []imageSpec

@@ -78,7 +78,7 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	}
 	_, current, err := kustomize.ReadImages(overlayDir(repo.Dir(), overlay))
 	if err != nil {
-		return out, err
+		return out, inRepo(repo.Dir(), err)
 	}
 	var cur *types.Image
 	for i := range current {

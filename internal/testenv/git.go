@@ -227,6 +227,11 @@ func (s *GitServer) CreateRepo(name, branch, seedDir string) (cloneURL string, e
 	}
 	defer os.RemoveAll(tmp)
 	work := seedDir
+	if work != "" {
+		if work, err = filepath.Abs(work); err != nil {
+			return "", fmt.Errorf("creating repository %q: %w", name, err)
+		}
+	}
 	if work == "" {
 		work = filepath.Join(tmp, "empty")
 		if err := os.Mkdir(work, 0o755); err != nil {
