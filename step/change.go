@@ -41,6 +41,35 @@ type changeRequest struct {
 	onFailure string
 }
 
+// changeDeps are what every command that changes an environment's images binds from its flags.
+type changeDeps struct {
+	repoOpts configrepo.Options
+	trigger  ci.Trigger
+	event    string
+	reg      *registry.Client
+	ap       *applier // nil with --no-apply
+}
+
+// bindChange validates and binds the config-repo, trigger, registry and cluster flags, before
+// anything is contacted.
+func (r *runner) bindChange(ctx context.Context, c *cli.Context, envName string) (changeDeps, error) {
+	var d changeDeps
+	var err error
+	if d.repoOpts, err = r.configRepoOptions(c); err != nil {
+		return d, err
+	}
+	if d.trigger, d.event, err = r.trigger(c); err != nil {
+		return d, err
+	}
+	if d.reg, err = r.registryClient(c); err != nil {
+		return d, err
+	}
+	if d.ap, err = r.maybeApplier(ctx, c, envName); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
 // changeImages commits the change to the config repo (checking the environment's policy
 // against the very tip each attempt builds on), applies it and waits, reverting it when the
 // rollout fails and onFailure says so.

@@ -227,25 +227,13 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 	if err != nil {
 		return out, err
 	}
-	repoOpts, err := r.configRepoOptions(c)
+	d, err := r.bindChange(ctx, c, envName)
 	if err != nil {
 		return out, err
 	}
-	trigger, event, err := r.trigger(c)
-	if err != nil {
-		return out, err
-	}
-	reg, err := r.registryClient(c)
-	if err != nil {
-		return out, err
-	}
-	ap, err := r.maybeApplier(ctx, c, envName)
-	if err != nil {
-		return out, err
-	}
-	r.rep.Logf("environment %s, overlay %s, trigger %s (%s)", envName, overlay, trigger, event)
+	r.rep.Logf("environment %s, overlay %s, trigger %s (%s)", envName, overlay, d.trigger, d.event)
 
-	images, err := r.verifyImages(ctx, reg, specs, c.Bool(flagDigestPin))
+	images, err := r.verifyImages(ctx, d.reg, specs, c.Bool(flagDigestPin))
 	if err != nil {
 		return out, err
 	}
@@ -256,7 +244,7 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 		out.ImageDigest = images[0].Digest
 	}
 
-	repo, err := r.clone(ctx, repoOpts)
+	repo, err := r.clone(ctx, d.repoOpts)
 	if err != nil {
 		return out, err
 	}
@@ -266,12 +254,12 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 	}
 
 	if c.Bool(flagDryRun) {
-		return r.dryRun(ctx, repo, overlay, envName, images, ap, out)
+		return r.dryRun(ctx, repo, overlay, envName, images, d.ap, out)
 	}
 
-	return r.changeImages(ctx, c, repo, reg, ap, changeRequest{
+	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionDeploy, envName: envName, overlay: overlay, images: images,
-		trigger: trigger, event: event, force: c.Bool(flagForce), reason: c.String(flagReason),
+		trigger: d.trigger, event: d.event, force: c.Bool(flagForce), reason: c.String(flagReason),
 		onFailure: c.String(flagOnFailure),
 	}, out)
 }

@@ -51,23 +51,11 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 	if err != nil {
 		return out, usage(err)
 	}
-	repoOpts, err := r.configRepoOptions(c)
+	d, err := r.bindChange(ctx, c, to)
 	if err != nil {
 		return out, err
 	}
-	trigger, event, err := r.trigger(c)
-	if err != nil {
-		return out, err
-	}
-	reg, err := r.registryClient(c)
-	if err != nil {
-		return out, err
-	}
-	ap, err := r.maybeApplier(ctx, c, to)
-	if err != nil {
-		return out, err
-	}
-	repo, err := r.clone(ctx, repoOpts)
+	repo, err := r.clone(ctx, d.repoOpts)
 	if err != nil {
 		return out, err
 	}
@@ -101,7 +89,7 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 		return out, usage(fmt.Errorf("environment %s has no images to promote", from))
 	}
 	// The images are copied as they are, digests included: verify they still exist, pin nothing new.
-	images, err := r.verifyImages(ctx, reg, specs, false)
+	images, err := r.verifyImages(ctx, d.reg, specs, false)
 	if err != nil {
 		return out, err
 	}
@@ -111,9 +99,9 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 	if len(images) > 0 {
 		out.ImageDigest = images[0].Digest
 	}
-	return r.changeImages(ctx, c, repo, reg, ap, changeRequest{
+	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionPromote, envName: to, overlay: toOverlay, images: images,
-		trigger: trigger, event: event, force: c.Bool(flagForce),
+		trigger: d.trigger, event: d.event, force: c.Bool(flagForce),
 		reason: firstNonEmpty(c.String(flagReason), "promoted from "+from), onFailure: c.String(flagOnFailure),
 	}, out)
 }

@@ -53,22 +53,14 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	if err != nil {
 		return out, usage(err)
 	}
-	repoOpts, err := r.configRepoOptions(c)
-	if err != nil {
-		return out, err
-	}
-	reg, err := r.registryClient(c)
-	if err != nil {
-		return out, err
-	}
-	ap, err := r.maybeApplier(ctx, c, envName)
+	d, err := r.bindChange(ctx, c, envName)
 	if err != nil {
 		return out, err
 	}
 	if t := c.String(flagTrigger); t != "" && t != string(ci.TriggerManual) {
 		return out, usage(fmt.Errorf("rollback is a manual action; --%s %q is not accepted", flagTrigger, t))
 	}
-	repo, err := r.clone(ctx, repoOpts)
+	repo, err := r.clone(ctx, d.repoOpts)
 	if err != nil {
 		return out, err
 	}
@@ -119,7 +111,7 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 		}
 		target = imageSpec{image: img, ref: prev}
 	}
-	images, err := r.verifyImages(ctx, reg, []imageSpec{target}, c.Bool(flagDigestPin))
+	images, err := r.verifyImages(ctx, d.reg, []imageSpec{target}, c.Bool(flagDigestPin))
 	if err != nil {
 		return out, err
 	}
@@ -127,7 +119,7 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 		out.Images = append(out.Images, img.Name+"="+kustomize.FormatImage(img))
 		out.ImageDigest = img.Digest
 	}
-	return r.changeImages(ctx, c, repo, reg, ap, changeRequest{
+	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionRollback, envName: envName, overlay: overlay, images: images,
 		trigger: ci.TriggerManual, event: r.ci.Event, force: c.Bool(flagForce), reason: c.String(flagReason),
 		onFailure: c.String(flagOnFailure),

@@ -62,17 +62,23 @@ func (r *runner) checkout(ctx context.Context, c *cli.Context, envName string) (
 	return repo.Dir(), overlay, func() { repo.Close() }, nil
 }
 
+// envApplier binds the cluster flags, then clones the config repo, for commands that work on an
+// environment as the repo has it.
+func (r *runner) envApplier(ctx context.Context, c *cli.Context, envName string) (ap *applier, root, overlay string, cleanup func(), err error) {
+	if err := validateEnvName(envName); err != nil {
+		return nil, "", "", nil, usage(err)
+	}
+	if ap, err = r.newApplier(ctx, c, envName); err != nil {
+		return nil, "", "", nil, err
+	}
+	root, overlay, cleanup, err = r.checkout(ctx, c, envName)
+	return ap, root, overlay, cleanup, err
+}
+
 func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
 	out := ci.Outcome{Command: "apply", Environment: envName, URL: c.String(flagEnvURL)}
-	if err := validateEnvName(envName); err != nil {
-		return out, usage(err)
-	}
-	ap, err := r.newApplier(ctx, c, envName)
-	if err != nil {
-		return out, err
-	}
-	root, overlay, cleanup, err := r.checkout(ctx, c, envName)
+	ap, root, overlay, cleanup, err := r.envApplier(ctx, c, envName)
 	if err != nil {
 		return out, err
 	}
@@ -83,14 +89,7 @@ func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
 	out := ci.Outcome{Command: "diff", Environment: envName}
-	if err := validateEnvName(envName); err != nil {
-		return out, usage(err)
-	}
-	ap, err := r.newApplier(ctx, c, envName)
-	if err != nil {
-		return out, err
-	}
-	root, overlay, cleanup, err := r.checkout(ctx, c, envName)
+	ap, root, overlay, cleanup, err := r.envApplier(ctx, c, envName)
 	if err != nil {
 		return out, err
 	}
