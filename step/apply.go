@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/resmap"
 
 	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step/ci"
@@ -59,11 +60,15 @@ func (r *runner) maybeApplier(ctx context.Context, c *cli.Context, envName strin
 }
 
 // objects renders the overlay into the objects to apply and the namespace for objects left
-// without one.
-func (a *applier) objects(root, overlay string) ([]*unstructured.Unstructured, string, error) {
-	rm, err := kustomize.Build(root, overlay)
-	if err != nil {
-		return nil, "", inRepo(root, err)
+// without one. rendered, when not nil, is the overlay's build already made (by the edit that
+// committed it) and is used instead of building again.
+func (a *applier) objects(root, overlay string, rendered resmap.ResMap) ([]*unstructured.Unstructured, string, error) {
+	rm := rendered
+	if rm == nil {
+		var err error
+		if rm, err = kustomize.Build(root, overlay); err != nil {
+			return nil, "", inRepo(root, err)
+		}
 	}
 	var objs []*unstructured.Unstructured
 	namespaces := map[string]bool{}
@@ -105,10 +110,11 @@ func (a *applier) applyOptions(ns string, dryRun bool) cluster.ApplyOptions {
 	}
 }
 
-// run applies the overlay at root/overlay and waits for it.
-func (a *applier) run(ctx context.Context, root, overlay string, out *ci.Outcome) error {
+// run applies the overlay at root/overlay (or its build, rendered, when already made) and
+// waits for it.
+func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap.ResMap, out *ci.Outcome) error {
 	rep := a.r.rep
-	objs, ns, err := a.objects(root, overlay)
+	objs, ns, err := a.objects(root, overlay, rendered)
 	if err != nil {
 		return err
 	}
@@ -152,8 +158,8 @@ func (a *applier) run(ctx context.Context, root, overlay string, out *ci.Outcome
 }
 
 // dryRun reports what applying the overlay would change, changing nothing.
-func (a *applier) dryRun(ctx context.Context, root, overlay string, out *ci.Outcome) error {
-	objs, ns, err := a.objects(root, overlay)
+func (a *applier) dryRun(ctx context.Context, root, overlay string, rendered resmap.ResMap, out *ci.Outcome) error {
+	objs, ns, err := a.objects(root, overlay, rendered)
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	if ap == nil {
 		return out, nil
 	}
-	applyErr := ap.run(ctx, repo.Dir(), req.overlay, &out)
+	applyErr := ap.run(ctx, repo.Dir(), req.overlay, landed.rendered, &out)
 	if applyErr == nil || !res.Changed || req.onFailure != onFailureRevert || !isRolloutFailure(applyErr) {
 		return out, applyErr
 	}
@@ -179,7 +179,7 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	for _, p := range prev {
 		names = append(names, p.Name+"="+kustomize.FormatImage(p))
 	}
-	if err := ap.run(ctx, repo.Dir(), req.overlay, out); err != nil {
+	if err := ap.run(ctx, repo.Dir(), req.overlay, nil, out); err != nil {
 		return fmt.Errorf("%w; reverted the config repo to %s (commit %s), but the previous version did not become ready either: %v",
 			rolloutErr, strings.Join(names, ", "), short(out.CommitSHA), err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/urfave/cli/v2"
+	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
 
 	"github.com/deliverhq/deliver/kustomize"
@@ -115,6 +116,8 @@ type editResult struct {
 	path    string // kustomization file, relative to the repo root
 	// previous holds the overrides as they were before the edit, by image name.
 	previous map[string]types.Image
+	// rendered is the edited overlay's build, reused for the apply (nil when nothing changed).
+	rendered resmap.ResMap
 }
 
 // overlayDir is the overlay's directory in the clone at root.
@@ -151,9 +154,11 @@ func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult,
 	if !changed {
 		return res, nil
 	}
-	if _, err := kustomize.Build(root, overlay); err != nil {
+	rendered, err := kustomize.Build(root, overlay)
+	if err != nil {
 		return editResult{}, fmt.Errorf("the edited overlay no longer renders: %w", err)
 	}
+	res.rendered = rendered
 	_, after, err := kustomize.ReadImages(dir)
 	if err != nil {
 		return editResult{}, err
@@ -331,7 +336,7 @@ func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, env
 		fmt.Fprintf(r.stdout, "# %s already holds these images: no commit would be made\n", er.path)
 	}
 	if ap != nil {
-		if err := ap.dryRun(ctx, repo.Dir(), overlay, &out); err != nil {
+		if err := ap.dryRun(ctx, repo.Dir(), overlay, er.rendered, &out); err != nil {
 			return out, err
 		}
 	}

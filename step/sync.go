@@ -83,7 +83,7 @@ func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 		return out, err
 	}
 	defer cleanup()
-	return out, ap.run(ctx, root, overlay, &out)
+	return out, ap.run(ctx, root, overlay, nil, &out)
 }
 
 func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
@@ -94,7 +94,7 @@ func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 		return out, err
 	}
 	defer cleanup()
-	objs, ns, err := ap.objects(root, overlay)
+	objs, ns, err := ap.objects(root, overlay, nil)
 	if err != nil {
 		return out, err
 	}
