@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type GitServer struct {
 	Username, Password string
 	// Root is the directory holding the bare repositories, one NAME.git each.
 	Root string
+	// CACertPEM is the PEM certificate of the authority that issued the server's TLS
+	// certificate (WithGitTLS); nil for a plain-HTTP server.
+	CACertPEM []byte
 
 	dir       string // temp dir holding Root, removed by Close
 	backend   string // path of git-http-backend
@@ -48,9 +52,16 @@ type GitServer struct {
 type GitOption func(*gitOptions)
 
 type gitOptions struct {
+	tls            bool
 	latency        time.Duration
 	user, password string
 	stderr         io.Writer
+}
+
+// WithGitTLS makes the git server serve HTTPS with a certificate for 127.0.0.1 issued by a new
+// certificate authority (GitServer.CACertPEM), like a self-hosted GitLab.
+func WithGitTLS() GitOption {
+	return func(o *gitOptions) { o.tls = true }
 }
 
 // WithLatency delays every HTTP request the git server receives by d, to
@@ -121,12 +132,21 @@ func StartGitServer(opts ...GitOption) (*GitServer, error) {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting git server: %w", err)
 	}
-	s.srv, err = startLoopback(http.HandlerFunc(s.serveHTTP), nil)
+	var tlsConfig *tls.Config
+	scheme := "http://"
+	if o.tls {
+		if tlsConfig, _, s.CACertPEM, err = loopbackTLS("deliver testenv git CA"); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, fmt.Errorf("starting git server: %w", err)
+		}
+		scheme = "https://"
+	}
+	s.srv, err = startLoopback(http.HandlerFunc(s.serveHTTP), tlsConfig)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting git server: %w", err)
 	}
-	s.URL = "http://" + s.srv.addr
+	s.URL = scheme + s.srv.addr
 	return s, nil
 }
 

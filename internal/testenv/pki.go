@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -115,4 +116,30 @@ func randomSerial() (*big.Int, error) {
 		return nil, fmt.Errorf("generating certificate serial number: %w", err)
 	}
 	return serial, nil
+}
+
+// loopbackTLS makes a new certificate authority and a serving certificate for 127.0.0.1, ::1
+// and localhost, and returns the server's TLS configuration with the CA (as a pool and as PEM)
+// for clients.
+func loopbackTLS(caName string) (*tls.Config, *x509.CertPool, []byte, error) {
+	ca, err := newCertAuthority(caName)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	leaf, err := ca.issue(certRequest{
+		commonName: "127.0.0.1",
+		dnsNames:   []string{"localhost"},
+		ips:        []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		server:     true,
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err := tls.X509KeyPair(leaf.certPEM, leaf.keyPEM)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("loading TLS key pair: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, pool, ca.certPEM, nil
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -110,27 +109,10 @@ func StartRegistry(opts ...RegistryOption) (*Registry, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	var tlsConfig *tls.Config
 	if o.tls {
-		ca, err := newCertAuthority("deliver testenv registry CA")
-		if err != nil {
+		var err error
+		if tlsConfig, r.CAPool, r.CACertPEM, err = loopbackTLS("deliver testenv registry CA"); err != nil {
 			return nil, fmt.Errorf("starting registry: %w", err)
 		}
-		leaf, err := ca.issue(certRequest{
-			commonName: "127.0.0.1",
-			dnsNames:   []string{"localhost"},
-			ips:        []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-			server:     true,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("starting registry: %w", err)
-		}
-		cert, err := tls.X509KeyPair(leaf.certPEM, leaf.keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("starting registry: loading TLS key pair: %w", err)
-		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		r.CAPool = x509.NewCertPool()
-		r.CAPool.AddCert(ca.cert)
-		r.CACertPEM = ca.certPEM
 		transport.TLSClientConfig = &tls.Config{RootCAs: r.CAPool, MinVersion: tls.VersionTLS12}
 	}
 	r.transport = transport

@@ -319,3 +319,28 @@ func gitCmd(t *testing.T, dir string, args ...string) string {
 	}
 	return string(out)
 }
+
+// TestSelfHostedTLS: a git server with a private CA is refused until its CA bundle is given.
+func TestSelfHostedTLS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	gs := testenv.NewGitServer(t, testenv.WithGitTLS())
+	url := newRepo(t, gs, "tls")
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("clone URL %s is not https", url)
+	}
+	if _, err := configrepo.Clone(ctx, opts(gs, url)); !errors.Is(err, configrepo.ErrUnreachable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("clone without the CA: err = %v, want an unreachable error about the certificate", err)
+	}
+	o := opts(gs, url)
+	o.Auth.CABundle = gs.CACertPEM
+	repo, err := configrepo.Clone(ctx, o)
+	if err != nil {
+		t.Fatalf("clone with the CA bundle: %v", err)
+	}
+	defer repo.Close()
+	res, err := repo.Update(ctx, author, appendLine("list.txt", "web=1.0"))
+	if err != nil || !res.Changed {
+		t.Fatalf("push over TLS: %+v, %v", res, err)
+	}
+}
