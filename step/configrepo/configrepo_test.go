@@ -344,3 +344,58 @@ func TestSelfHostedTLS(t *testing.T) {
 		t.Fatalf("push over TLS: %+v, %v", res, err)
 	}
 }
+
+// TestSSHDeployKey: clone and push over SSH with a deploy key, checking the server's host key
+// against a known_hosts file or a pinned key; a wrong host key or client key is refused.
+func TestSSHDeployKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	gs := testenv.NewGitServer(t)
+	newRepo(t, gs, "ssh")
+	ss := testenv.NewSSHServer(t, gs)
+	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(knownHosts, []byte(ss.KnownHosts+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.NewSSHServer(t, gs) // another host key, another client key
+
+	tests := []struct {
+		name    string
+		auth    configrepo.Auth
+		wantErr error
+	}{
+		{"known_hosts", configrepo.Auth{SSHKey: ss.ClientKeyPEM, KnownHosts: knownHosts}, nil},
+		{"pinned host key", configrepo.Auth{SSHKey: ss.ClientKeyPEM, HostKey: ss.HostKey}, nil},
+		{"wrong pinned host key", configrepo.Auth{SSHKey: ss.ClientKeyPEM, HostKey: other.HostKey}, configrepo.ErrAuth},
+		{"unknown deploy key", configrepo.Auth{SSHKey: other.ClientKeyPEM, HostKey: ss.HostKey}, configrepo.ErrAuth},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo, err := configrepo.Clone(ctx, configrepo.Options{URL: ss.RepoURL("ssh"), Branch: "main", Auth: tt.auth, Timeout: 30 * time.Second})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "PRIVATE KEY") {
+					t.Fatalf("the key is in the error: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer repo.Close()
+			res, err := repo.Update(ctx, author, appendLine("ssh.txt", tt.name))
+			if err != nil || !res.Changed {
+				t.Fatalf("push over ssh: %+v, %v", res, err)
+			}
+			got, err := gs.ReadFile("ssh", "main", "ssh.txt")
+			if err != nil || !strings.Contains(string(got), tt.name+"\n") {
+				t.Fatalf("ssh.txt = %q, %v", got, err)
+			}
+		})
+	}
+	if _, err := configrepo.Clone(ctx, configrepo.Options{URL: ss.RepoURL("ssh"), Branch: "main"}); err == nil || !strings.Contains(err.Error(), "--ssh-key") {
+		t.Fatalf("ssh URL without a key: %v", err)
+	}
+}
