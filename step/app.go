@@ -65,6 +65,10 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 			fmt.Fprintf(errW, "deliver: error: %v\n", err)
 		}
 	}
+	if err != nil && ctx.Err() != nil {
+		// A signal (or the caller) cancelled the run: whatever failed, it failed because of that.
+		return ExitInterrupted
+	}
 	return ExitCode(err)
 }
 
