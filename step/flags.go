@@ -251,8 +251,7 @@ func (r *runner) clusterOptions(c *cli.Context) cluster.Options {
 		Getenv:     r.getenv,
 	}
 	if d := c.String(flagKubeconfigDat); d != "" {
-		o.KubeconfigData = []byte(d)
-		r.redactor.Add(d)
+		o.KubeconfigData = []byte(d) // its credentials are registered as secrets by registerSecrets
 	}
 	return o
 }

@@ -1,8 +1,10 @@
 package step
 
 import (
+	"encoding/base64"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"k8s.io/client-go/tools/clientcmd"
@@ -13,7 +15,7 @@ import (
 // kubeconfig credentials, credentials in URLs — into the run's redactor, before the command
 // prints anything.
 func (r *runner) registerSecrets(c *cli.Context) {
-	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword, flagKubeconfigDat} {
+	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword} {
 		if isSet(c, name) {
 			r.redactor.Add(c.String(name))
 		}
@@ -32,15 +34,27 @@ func (r *runner) registerSecrets(c *cli.Context) {
 	}
 	r.redactor.Add(r.getenv("CI_REGISTRY_PASSWORD"), r.getenv("GITHUB_TOKEN"), r.getenv("CI_JOB_TOKEN"))
 	// Kubeconfig credentials, from the content or the file deliver will read.
+	// Only the credentials: masking every line of a kubeconfig would star server names and
+	// namespaces in every later log line (GitHub keeps ::add-mask:: values for the whole job).
 	var cfg *clientcmdapi.Config
 	if isSet(c, flagKubeconfigDat) {
-		cfg, _ = clientcmd.Load([]byte(c.String(flagKubeconfigDat)))
+		var err error
+		if cfg, err = clientcmd.Load([]byte(c.String(flagKubeconfigDat))); err != nil {
+			r.redactor.Add(c.String(flagKubeconfigDat)) // unparseable: mask it whole
+		}
 	} else if path := firstNonEmpty(stringFlag(c, flagKubeconfig), r.getenv("KUBECONFIG")); path != "" {
 		cfg, _ = clientcmd.LoadFromFile(path)
 	}
 	if cfg != nil {
 		for _, ai := range cfg.AuthInfos {
-			r.redactor.Add(ai.Token, ai.Password, string(ai.ClientKeyData))
+			r.redactor.Add(ai.Token, ai.Password, string(ai.ClientKeyData), base64.StdEncoding.EncodeToString(ai.ClientKeyData))
+			if ai.AuthProvider != nil {
+				for k, v := range ai.AuthProvider.Config {
+					if strings.Contains(k, "token") || strings.Contains(k, "secret") {
+						r.redactor.Add(v)
+					}
+				}
+			}
 		}
 	}
 }

@@ -84,6 +84,10 @@ func Detect(getenv func(string) string) Context {
 			c.CommitURL = c.SourceRepo + "/-/commit/" + c.Commit
 		}
 		c.Trigger = gitlabTrigger(c.Event)
+		if getenv("CI_JOB_MANUAL") == "true" {
+			// A `when: manual` job a person played runs in a push pipeline, but it is manual.
+			c.Trigger = TriggerManual
+		}
 		return c
 	default:
 		return Context{Trigger: TriggerManual, Event: "cli"}

@@ -45,6 +45,11 @@ func TestDetect(t *testing.T) {
 			},
 		},
 		{
+			name: "gitlab manual job in a push pipeline is manual",
+			env:  map[string]string{"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "push", "CI_JOB_MANUAL": "true"},
+			want: Context{Provider: ProviderGitLab, Event: "push", Trigger: TriggerManual},
+		},
+		{
 			name: "gitlab schedule is automated",
 			env:  map[string]string{"GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "schedule"},
 			want: Context{Provider: ProviderGitLab, Event: "schedule", Trigger: TriggerAutomated},

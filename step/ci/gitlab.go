@@ -12,7 +12,7 @@ import (
 
 // GitLab reports in GitLab CI: a collapsible log section per phase, a red final error line,
 // and a dotenv report (DELIVER_CHANGED, DELIVER_COMMIT_SHA, DELIVER_COMMIT_URL,
-// DELIVER_IMAGE_DIGEST, DELIVER_URL, ...) for `artifacts: reports: dotenv`, from which
+// DELIVER_IMAGE_REF, DELIVER_IMAGE_DIGEST, DELIVER_URL, DELIVER_ROLLOUT) for `artifacts: reports: dotenv`, from which
 // `environment: url: $DELIVER_URL` and later jobs read. GitLab masks only some variables, so
 // everything written here has already passed deliver's own redaction.
 type GitLab struct {
@@ -80,6 +80,10 @@ func (g *GitLab) Finish(o Outcome) error {
 	var b strings.Builder
 	for _, kv := range outputs(o) {
 		key := "DELIVER_" + strings.ToUpper(strings.ReplaceAll(kv[0], "-", "_"))
+		if kv[0] == "image" {
+			// Not DELIVER_IMAGE: a later job given this report would read it as --image.
+			key = "DELIVER_IMAGE_REF"
+		}
 		v := g.redact(kv[1])
 		if strings.ContainsAny(v, "\n\r") {
 			return errors.New("dotenv value for " + key + " spans lines")
