@@ -2,16 +2,12 @@ package step
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/urfave/cli/v2"
-	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
 
 	"github.com/deliverhq/deliver/kustomize"
@@ -62,7 +58,7 @@ func parseImageSpecs(values []string) ([]imageSpec, error) {
 		if err != nil {
 			return nil, usage(fmt.Errorf("--%s %q: %w", flagImage, a, err))
 		}
-		if img.NewName == "*" || img.NewTag == "*" || img.Digest == "*" {
+		if img.NewName == kustomize.Keep || img.NewTag == kustomize.Keep || img.Digest == kustomize.Keep {
 			return nil, usage(fmt.Errorf("--%s %q: \"*\" (keep) is for set-image; deploy needs the concrete image to verify", flagImage, a))
 		}
 		if img.NewTag == "" && img.Digest == "" {
@@ -108,110 +104,6 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 	}
 	end(nil)
 	return out, nil
-}
-
-// editResult describes what one run of an overlay edit changed.
-type editResult struct {
-	changes []release.ImageChange
-	path    string // kustomization file, relative to the repo root
-	// previous holds the overrides as they were before the edit, by image name.
-	previous map[string]types.Image
-	// rendered is the edited overlay's build, reused for the apply (nil when nothing changed).
-	rendered resmap.ResMap
-}
-
-// overlayDir is the overlay's directory in the clone at root.
-func overlayDir(root, overlay string) string {
-	return filepath.Join(root, filepath.FromSlash(overlay))
-}
-
-// setOverlayImages edits the overlay at root/overlay, proves it still renders and returns
-// what changed (nothing when the overlay already held the images).
-func setOverlayImages(root, overlay string, images []types.Image) (editResult, error) {
-	res, err := setOverlayImagesIn(root, overlay, images)
-	return res, inRepo(root, err)
-}
-
-func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult, error) {
-	dir := overlayDir(root, overlay)
-	file, before, err := kustomize.ReadImages(dir)
-	if err != nil {
-		return editResult{}, err
-	}
-	prev := map[string]types.Image{}
-	for _, img := range before {
-		prev[img.Name] = img
-	}
-	changed, err := kustomize.SetImages(dir, images)
-	if err != nil {
-		return editResult{}, err
-	}
-	rel, err := filepath.Rel(root, file)
-	if err != nil {
-		return editResult{}, fmt.Errorf("locating %s in the repo: %w", file, err)
-	}
-	res := editResult{path: filepath.ToSlash(rel), previous: prev}
-	if !changed {
-		return res, nil
-	}
-	rendered, err := kustomize.Build(root, overlay)
-	if err != nil {
-		return editResult{}, fmt.Errorf("the edited overlay no longer renders: %w", err)
-	}
-	res.rendered = rendered
-	_, after, err := kustomize.ReadImages(dir)
-	if err != nil {
-		return editResult{}, err
-	}
-	for _, img := range after {
-		p, had := prev[img.Name]
-		from := ""
-		if had {
-			from = kustomize.FormatImage(p)
-			if from == kustomize.FormatImage(img) {
-				continue
-			}
-		}
-		res.changes = append(res.changes, release.ImageChange{Name: img.Name, From: from, To: kustomize.FormatImage(img)})
-	}
-	sort.SliceStable(res.changes, func(i, j int) bool {
-		return indexOf(images, res.changes[i].Name) < indexOf(images, res.changes[j].Name)
-	})
-	return res, nil
-}
-
-func indexOf(images []types.Image, name string) int {
-	for i, img := range images {
-		if img.Name == name {
-			return i
-		}
-	}
-	return len(images)
-}
-
-// checkOverlay gives a clear error when the environment has no overlay in the repo.
-func checkOverlay(root, overlay, envName string) error {
-	dir := filepath.Join(root, filepath.FromSlash(overlay))
-	if _, err := kustomize.FindKustomization(dir); err != nil {
-		err = inRepo(root, err)
-		if errors.Is(err, kustomize.ErrNoKustomization) {
-			hint := ""
-			if entries, rerr := os.ReadDir(filepath.Dir(dir)); rerr == nil {
-				var names []string
-				for _, e := range entries {
-					if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-						names = append(names, e.Name())
-					}
-				}
-				if len(names) > 0 {
-					hint = fmt.Sprintf(" (%s has: %s)", filepath.ToSlash(filepath.Dir(overlay)), strings.Join(names, ", "))
-				}
-			}
-			return usage(fmt.Errorf("environment %q: no overlay at %s in the config repo%s: %w", envName, overlay, hint, err))
-		}
-		return err
-	}
-	return nil
 }
 
 // deploy is `deliver deploy`.
@@ -341,98 +233,4 @@ func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, env
 		}
 	}
 	return out, nil
-}
-
-// withReporter wraps a command: it chooses the reporter, runs the command, prints the one-line
-// result on stdout and hands the outcome to the reporter.
-func (r *runner) withReporter(cmd func(context.Context, *cli.Context) (ci.Outcome, error)) cli.ActionFunc {
-	return r.wrap(cmd, true)
-}
-
-// withReporterQuiet is withReporter for commands whose stdout is their own (history, diff).
-func (r *runner) withReporterQuiet(cmd func(context.Context, *cli.Context) (ci.Outcome, error)) cli.ActionFunc {
-	return r.wrap(cmd, false)
-}
-
-func (r *runner) wrap(cmd func(context.Context, *cli.Context) (ci.Outcome, error), printResult bool) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		r.registerSecrets(c)
-		if r.rep == nil {
-			r.rep = r.reporter(c)
-		}
-		out, err := cmd(c.Context, c)
-		out.Phases = r.rep.Timings()
-		out.Err = err
-		if err == nil && printResult {
-			fmt.Fprintln(r.stdout, resultLine(out))
-		}
-		if ferr := r.rep.Finish(out); ferr != nil && err == nil {
-			return fmt.Errorf("writing CI outputs: %w", ferr)
-		}
-		return err
-	}
-}
-
-// resultLine is the one-line result printed on stdout.
-func resultLine(o ci.Outcome) string {
-	parts := []string{o.Command}
-	if o.Environment != "" {
-		parts = append(parts, "env="+o.Environment)
-	}
-	parts = append(parts, fmt.Sprintf("changed=%t", o.Changed))
-	if o.CommitSHA != "" && o.CommitSHA != strings.Repeat("0", 40) {
-		parts = append(parts, "commit="+o.CommitSHA)
-	}
-	parts = append(parts, o.Images...)
-	if o.Rollout != "" {
-		parts = append(parts, fmt.Sprintf("applied=%d", o.Applied))
-		if o.Pruned > 0 {
-			parts = append(parts, fmt.Sprintf("pruned=%d", o.Pruned))
-		}
-		parts = append(parts, "rollout="+o.Rollout)
-	}
-	return strings.Join(parts, " ")
-}
-
-// commitURL links a config commit when the repo is on a known forge (GitHub, GitLab and
-// anything else that serves /-/commit/ or /commit/); plain git servers get no link.
-func commitURL(repoURL, sha string) string {
-	if sha == "" || !strings.HasPrefix(repoURL, "https://") {
-		return ""
-	}
-	base := strings.TrimSuffix(strings.TrimSuffix(repoURL, "/"), ".git")
-	switch {
-	case strings.Contains(base, "github"):
-		return base + "/commit/" + sha
-	case strings.Contains(base, "gitlab"):
-		return base + "/-/commit/" + sha
-	}
-	return ""
-}
-
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
-// inRepo rewrites the path of a kustomization file error to be relative to the config repo's
-// root (the clone lives in a temporary directory nobody cares about), for messages and CI
-// annotations.
-func inRepo(root string, err error) error {
-	var fe *kustomize.FileError
-	if errors.As(err, &fe) && filepath.IsAbs(fe.Path) {
-		if rel, rerr := filepath.Rel(root, fe.Path); rerr == nil && !strings.HasPrefix(rel, "..") {
-			fe.Path = filepath.ToSlash(rel)
-		}
-	}
-	return err
 }
