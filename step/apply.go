@@ -142,11 +142,13 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 		return nil
 	}
 	refs := make([]cluster.ObjectRef, 0, len(res.Objects))
+	seen := make([]*unstructured.Unstructured, 0, len(res.Objects))
 	for _, o := range res.Objects {
 		refs = append(refs, o.Ref)
+		seen = append(seen, o.Object)
 	}
 	end = rep.Phase("wait", fmt.Sprintf("waiting up to %s for %d object(s) to be ready", a.timeout, len(refs)))
-	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Interval: 500 * time.Millisecond, Progress: func(line string) { rep.Logf("%s", line) }})
+	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Seen: seen, Progress: func(line string) { rep.Logf("%s", line) }})
 	if err != nil {
 		out.Rollout = "failed"
 		end(err)

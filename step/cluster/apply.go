@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 	"slices"
 	"strings"
 	"time"
@@ -101,7 +102,7 @@ func (c *Client) Apply(ctx context.Context, objs []*unstructured.Unstructured, o
 	}
 	outs, pruned, err := c.execute(ctx, p)
 	for _, o := range outs {
-		res.Objects = append(res.Objects, AppliedObject{Ref: o.ref, Action: o.action})
+		res.Objects = append(res.Objects, AppliedObject{Ref: o.ref, Action: o.action, Object: o.result})
 	}
 	for _, o := range pruned {
 		res.Pruned = append(res.Pruned, o.ref)
@@ -308,16 +309,10 @@ func (c *Client) execute(ctx context.Context, p *plan) (outs, pruned []outcome, 
 			return outs, nil, err
 		}
 	}
-	for _, m := range p.stage2 {
-		if opts.DryRun && (m.mapping == nil || newNamespaces[m.ref.Namespace]) {
-			outs = append(outs, outcome{ref: m.ref, action: ActionCreated, result: m.obj})
-			continue
-		}
-		o, err := c.applyMember(ctx, m, opts)
-		if err != nil {
-			return outs, nil, err
-		}
-		outs = append(outs, o)
+	stage2, err := c.applyAll(ctx, p.stage2, opts, newNamespaces)
+	outs = append(outs, stage2...)
+	if err != nil {
+		return outs, nil, err
 	}
 	if !opts.Prune {
 		return outs, nil, nil
@@ -332,6 +327,66 @@ func (c *Client) execute(ctx context.Context, p *plan) (outs, pruned []outcome, 
 		}
 	}
 	return outs, pruned, nil
+}
+
+// applyWorkers bounds the requests Apply has in flight at once.
+const applyWorkers = 8
+
+// applyAll applies members concurrently (at most applyWorkers at a time) and returns their
+// outcomes in the members' order. On error it returns the outcomes of the members before the
+// first that failed, and that member's error.
+func (c *Client) applyAll(ctx context.Context, members []*member, opts ApplyOptions, newNamespaces map[string]bool) ([]outcome, error) {
+	results := make([]outcome, len(members))
+	errs := make([]error, len(members))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(applyWorkers, len(members)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				m := members[i]
+				if opts.DryRun && (m.mapping == nil || newNamespaces[m.ref.Namespace]) {
+					results[i] = outcome{ref: m.ref, action: ActionCreated, result: m.obj}
+					continue
+				}
+				results[i], errs[i] = c.applyMember(ctx, m, opts)
+				if errs[i] != nil {
+					cancel() // stop handing out work; members in flight finish
+				}
+			}
+		}()
+	}
+feed:
+	for i := range members {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	var outs []outcome
+	for i := range members {
+		if errs[i] != nil || results[i].ref == (ObjectRef{}) {
+			return outs, firstError(ctx, errs)
+		}
+		outs = append(outs, results[i])
+	}
+	return outs, nil
+}
+
+// firstError returns the first non-nil error of errs, else why ctx ended.
+func firstError(ctx context.Context, errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return classify(ctx, "applying", context.Cause(ctx))
 }
 
 // resource returns the dynamic client for objects of mapping in namespace

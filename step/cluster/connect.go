@@ -78,7 +78,10 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	cfg = rest.CopyConfig(cfg)
 	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 50, 100
+		// No client-side throttling: deliver bounds its own concurrency (applyWorkers), and
+		// the API server's priority and fairness protects it. client-go's default limiter
+		// (5 QPS, or kubectl's 50) made a 1 000-object apply take a minute.
+		cfg.QPS = -1
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultRequestTimeout

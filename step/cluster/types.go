@@ -104,6 +104,9 @@ type ApplyOptions struct {
 type AppliedObject struct {
 	Ref    ObjectRef
 	Action Action
+	// Object is the object as the server returned it from the apply (nil for objects a dry
+	// run reports without asking the server). Wait starts from it.
+	Object *unstructured.Unstructured
 }
 
 // ApplyResult is the outcome of Apply.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,8 +35,13 @@ var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 type WaitOptions struct {
 	// Timeout is how long to wait for all objects; default 5 minutes.
 	Timeout time.Duration
-	// Interval is the time between two polls; default 1 second.
+	// Interval is the longest time between two polls; default 1 second. Polls start
+	// 100ms apart and back off to Interval, so quick rollouts are seen quickly.
 	Interval time.Duration
+	// Seen holds objects as last seen, such as the results of Apply (AppliedObject.Object).
+	// Wait computes their status from these before reading anything, so objects that are
+	// already Current (ConfigMaps, Services, unchanged workloads) are never read again.
+	Seen []*unstructured.Unstructured
 	// Progress, if set, receives a line such as "Deployment/demo/web: 1/2 ready"
 	// whenever the state of an object that was not Current changes, in
 	// batches at most once a second. Objects that are Current when first
@@ -54,6 +60,7 @@ type objState struct {
 	current bool
 	pending bool   // was seen not Current
 	shown   string // the last summary reported
+	err     error  // from the last read
 }
 
 // Wait polls objs until every one is Current (kstatus), one Failed, or the
@@ -86,29 +93,36 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 		}
 		states = append(states, &objState{ref: ref, mapping: mapping, status: status.UnknownStatus, detail: "not read yet"})
 	}
+	seen := map[ObjectRef]*unstructured.Unstructured{}
+	for _, u := range opts.Seen {
+		if u != nil {
+			seen[RefOf(u)] = u
+		}
+	}
+	for _, st := range states {
+		if u := seen[st.ref]; u != nil {
+			st.fromObject(u)
+			st.current = st.status == status.CurrentStatus
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	ticker := time.NewTicker(opts.Interval)
-	defer ticker.Stop()
+	delay := firstPollDelay
 	var lastReport time.Time
 	for {
-		failed := 0
-		notCurrent := 0
+		c.observeAll(wctx, states)
+		failed, notCurrent := 0, 0
 		for _, s := range states {
-			if s.current {
-				continue
-			}
-			if err := c.observe(wctx, s); err != nil {
+			if s.err != nil {
 				if expired(wctx) {
 					break
 				}
-				if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrInvalid) {
-					return err
+				if errors.Is(s.err, ErrUnauthorized) || errors.Is(s.err, ErrInvalid) {
+					return s.err
 				}
-				// Keep what was last seen; say why it could not be read
-				// if nothing was.
+				// Keep what was last seen; say why it could not be read if nothing was.
 				if s.obj == nil && s.status != status.NotFoundStatus {
-					s.status, s.detail, s.summary = status.UnknownStatus, err.Error(), "unknown: "+err.Error()
+					s.status, s.detail, s.summary = status.UnknownStatus, s.err.Error(), "unknown: "+s.err.Error()
 				}
 			}
 			switch s.status {
@@ -141,8 +155,9 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 				return fmt.Errorf("waiting for rollout: %w", ctx.Err())
 			}
 			return c.rolloutError(ctx, states, opts.Timeout)
-		case <-ticker.C:
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, opts.Interval)
 	}
 }
 
@@ -157,6 +172,28 @@ func expired(ctx context.Context) bool {
 	return ok && !time.Now().Before(d)
 }
 
+// firstPollDelay is the wait before the second poll; later ones double up to the interval.
+const firstPollDelay = 100 * time.Millisecond
+
+// observeAll reads every object that is not Current yet, at most applyWorkers at a time, and
+// records each one's status (or the error reading it in s.err).
+func (c *Client) observeAll(ctx context.Context, states []*objState) {
+	sem := make(chan struct{}, applyWorkers)
+	var wg sync.WaitGroup
+	for _, s := range states {
+		if s.current {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.err = c.observe(ctx, s)
+		}()
+	}
+	wg.Wait()
+}
+
 // observe reads the object of s and computes its status.
 func (c *Client) observe(ctx context.Context, s *objState) error {
 	u, err := c.resource(s.mapping, s.ref.Namespace).Get(ctx, s.ref.Name, metav1.GetOptions{})
@@ -167,15 +204,20 @@ func (c *Client) observe(ctx context.Context, s *objState) error {
 	if err != nil {
 		return classify(ctx, "reading "+s.ref.String(), err)
 	}
+	s.fromObject(u)
+	return nil
+}
+
+// fromObject records u as the object last seen and computes its status.
+func (s *objState) fromObject(u *unstructured.Unstructured) {
 	s.obj = u
 	res, err := status.Compute(u)
 	if err != nil {
 		s.status, s.detail, s.summary = status.UnknownStatus, err.Error(), "unknown: "+err.Error()
-		return nil
+		return
 	}
 	s.status, s.detail = res.Status, explain(res)
 	s.summary = summarize(u, res)
-	return nil
 }
 
 // explain returns "Reason: message" of a kstatus result's first condition,

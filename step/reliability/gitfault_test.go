@@ -1,0 +1,171 @@
+package reliability_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/step"
+)
+
+// Short timeouts keep every case quick; the assertions check deliver honours them.
+const (
+	pushTimeout     = 10 * time.Second
+	registryTimeout = 3 * time.Second
+	rolloutTimeout  = 10 * time.Second
+)
+
+var timeoutFlags = []string{"--push-timeout", pushTimeout.String(), "--registry-timeout", registryTimeout.String(), "--timeout", rolloutTimeout.String()}
+
+func webApp(ns string) app {
+	return app{services: []string{"web"}, envs: map[string]string{"staging": ns}, overlayImages: stagingImages}
+}
+
+// TestGitFaults: the config repo's server down, failing, hanging or cutting the connection
+// before the clone and in the middle of the push. deliver fails with exit 5 naming the server
+// and what it was doing, within --push-timeout; the branch is at the old or the new commit,
+// every commit renders, the temp dir is clean, and a re-run converges.
+func TestGitFaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// fault is set before deliver starts.
+		fault func(p *faultproxy.Proxy)
+		// wantCodes are the acceptable exit codes (a cut response may land the push).
+		wantCodes []int
+		wantMsgs  []string
+		// landed: the push may have reached the server (the tip may be the new commit).
+		landed bool
+	}{
+		{
+			name:      "down before clone",
+			fault:     func(p *faultproxy.Proxy) { p.Refuse() },
+			wantCodes: []int{step.ExitPush},
+			wantMsgs:  []string{"config repo unreachable", "cloning http://"},
+		},
+		{
+			name:      "answers 500",
+			fault:     func(p *faultproxy.Proxy) { p.HTTPStatus(500) },
+			wantCodes: []int{step.ExitPush},
+			wantMsgs:  []string{"config repo unreachable", "cloning http://", "500"},
+		},
+		{
+			name:      "hangs before clone",
+			fault:     func(p *faultproxy.Proxy) { p.Blackhole() },
+			wantCodes: []int{step.ExitPush},
+			wantMsgs:  []string{"config repo unreachable", "cloning http://"},
+		},
+		{
+			name: "connection cut in the middle of the push upload",
+			fault: func(p *faultproxy.Proxy) {
+				// The pack follows the request head: 300 bytes in, the server has a partial pack.
+				p.CutAfterMatch(faultproxy.Request, []byte("POST /config.git/git-receive-pack"), 300)
+			},
+			wantCodes: []int{step.ExitPush},
+			wantMsgs:  []string{"config repo unreachable", "pushing to http://"},
+		},
+		{
+			name: "connection cut in the middle of the push answer",
+			fault: func(p *faultproxy.Proxy) {
+				// The server got the whole pack; the answer (ref update status) is cut.
+				p.CutAfterMatch(faultproxy.Response, []byte("application/x-git-receive-pack-result"), 20)
+			},
+			wantCodes: []int{step.ExitOK, step.ExitPush},
+			landed:    true,
+		},
+		{
+			name: "hangs during the push",
+			fault: func(p *faultproxy.Proxy) {
+				p.OnMatch(faultproxy.Request, []byte("service=git-receive-pack"), p.Blackhole)
+			},
+			wantCodes: []int{step.ExitPush},
+			wantMsgs:  []string{"config repo unreachable", "pushing to http://"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServers(t, webApp("unused"), serverOpts{gitProxy: true})
+			digest := s.pushImage(t, "team/web", "1.4.3")
+			old := s.head(t)
+			deploy := args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())
+			tt.fault(s.proxy)
+			// Verify and clone take well under a second; the push gets --push-timeout.
+			r := runWithin(t, pushTimeout+5*time.Second, nil, deploy...)
+			t.Logf("%s: %s", tt.name, firstLine(r))
+			if !containsInt(tt.wantCodes, r.code) {
+				t.Fatalf("exit %d, want one of %v\n%s", r.code, tt.wantCodes, r)
+			}
+			for _, m := range tt.wantMsgs {
+				if !strings.Contains(r.stderr, m) {
+					t.Errorf("stderr does not say %q:\n%s", m, r.stderr)
+				}
+			}
+			if r.code != 0 && !strings.Contains(r.stderr, s.proxy.Addr) {
+				t.Errorf("the error does not name the server %s:\n%s", s.proxy.Addr, r.stderr)
+			}
+			allowed := []string{old}
+			if tt.landed {
+				allowed = append(allowed, "") // filled below
+			}
+			tip := s.head(t)
+			if tt.landed && tip != old {
+				allowed[1] = tip
+				if !strings.Contains(s.file(t, "overlays/staging/kustomization.yaml"), digest) {
+					t.Errorf("the tip moved but does not pin the digest")
+				}
+			}
+			s.checkHistory(t, "overlays/staging", allowed...)
+			checkTempClean(t, r)
+
+			s.proxy.Pass()
+			again := runWithin(t, pushTimeout, nil, deploy...)
+			if again.code != 0 {
+				t.Fatalf("re-run after the fault:\n%s", again)
+			}
+			if got := s.file(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, "digest: "+digest) {
+				t.Errorf("after the re-run the overlay does not pin %s:\n%s", digest, got)
+			}
+			n := len(mustLog(t, s))
+			if n != 2 {
+				t.Errorf("%d commits after the fault and the re-run, want 2 (seed and one deploy)", n)
+			}
+			s.checkHistory(t, "overlays/staging", s.head(t))
+			checkTempClean(t, again)
+		})
+	}
+}
+
+func mustLog(t *testing.T, s *servers) []string {
+	t.Helper()
+	log, err := s.git.Log(s.repo, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range log {
+		out = append(out, c.Hash.String())
+	}
+	return out
+}
+
+func containsInt(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// firstLine summarises a run for logs: exit code, time and the error line.
+func firstLine(r result) string {
+	msg := ""
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "deliver: error:") {
+			msg = strings.TrimSpace(l)
+		}
+	}
+	return strings.TrimSpace(strings.SplitN(r.String(), "\n", 2)[0]) + " " + msg
+}

@@ -1,0 +1,334 @@
+package reliability_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/step"
+)
+
+// sentinels are secret values that must never be shown.
+type sentinels struct {
+	gitUser, gitToken, wrongToken string
+	regUser, regPassword, wrongReg string
+	sshKey                         string
+	kubeToken                      string
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func newSentinels(t *testing.T) sentinels {
+	return sentinels{
+		gitUser:     "deliver-bot",
+		gitToken:    "SNTLgit" + randomHex(t, 12),
+		wrongToken:  "SNTLwrong" + randomHex(t, 12),
+		regUser:     "ci-pull",
+		regPassword: "SNTLreg" + randomHex(t, 12),
+		wrongReg:    "SNTLwrongreg" + randomHex(t, 12),
+		sshKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nSNTLsshA" + randomHex(t, 16) + "\nSNTLsshB" + randomHex(t, 16) +
+			"\n-----END OPENSSH PRIVATE KEY-----\n",
+		kubeToken: "SNTLkube" + randomHex(t, 12),
+	}
+}
+
+// values are the strings that must not appear: every secret, and every line of the key.
+func (s sentinels) values() []string {
+	v := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken}
+	for _, l := range strings.Split(s.sshKey, "\n") {
+		if strings.HasPrefix(l, "SNTL") {
+			v = append(v, l)
+		}
+	}
+	return v
+}
+
+// check fails the test if text (named where) holds a sentinel. In GitHub mode the
+// ::add-mask:: lines on the raw stream are exempt: they must carry the value, and the runner
+// hides them.
+func (s sentinels) check(t *testing.T, where, text string, github bool) {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if github && strings.HasPrefix(line, "::add-mask::") {
+			continue
+		}
+		for _, v := range s.values() {
+			if strings.Contains(line, v) {
+				t.Errorf("a secret (%s...) is in %s: %q", v[:8], where, line)
+			}
+		}
+	}
+}
+
+// kubeconfigData returns the cluster's admin kubeconfig with a bearer token added (the
+// client certificate still authenticates), pointed at server if not empty.
+func kubeconfigData(t *testing.T, c *testenv.Cluster, token, server string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range cfg.AuthInfos {
+		ai.Token = token
+	}
+	if server != "" {
+		for _, cl := range cfg.Clusters {
+			cl.Server = server
+		}
+	}
+	b, err := clientcmd.Write(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// closedPort returns an address on 127.0.0.1 where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestSecretsNeverShown runs every command with sentinel secrets (git token, registry
+// password, SSH key, a kubeconfig token in --kubeconfig-data) through the plain, GitHub and
+// GitLab reporters, on success and on the failure paths (wrong token, registry 401, cluster
+// down, hook rejection), passing the secrets as flags, in the config repo URL's user-info
+// and as DELIVER_* variables, and checks no sentinel appears in stdout, stderr (but the
+// ::add-mask:: lines GitHub hides), the GitHub output and summary files, the GitLab dotenv
+// report, or anything in the config repo (messages, authors, files of every commit).
+func TestSecretsNeverShown(t *testing.T) {
+	t.Parallel()
+	cl := cluster(t)
+	for _, reporter := range []string{"plain", "github", "gitlab"} {
+		t.Run(reporter, func(t *testing.T) {
+			t.Parallel()
+			sn := newSentinels(t)
+			ns := uniqueNS("sec-" + reporter)
+			prodNS := uniqueNS("sec-prod-" + reporter)
+			a := app{services: []string{"web"}, envs: map[string]string{"staging": ns, "production": prodNS}, overlayImages: stagingImages}
+			s := newServers(t, a, serverOpts{
+				gitOpts: []testenv.GitOption{testenv.WithCredentials(sn.gitUser, sn.gitToken)},
+				regOpts: []testenv.RegistryOption{testenv.WithBasicAuth(sn.regUser, sn.regPassword)},
+			})
+			for _, tag := range []string{"1.1.0", "1.2.0"} {
+				s.pushImage(t, "team/web", tag)
+			}
+			good := kubeconfigData(t, cl, sn.kubeToken, "")
+			down := kubeconfigData(t, cl, sn.kubeToken, "https://"+closedPort(t))
+			setImageDir := t.TempDir()
+			writeFiles(t, setImageDir, map[string]string{"kustomization.yaml": "images:\n  - name: web\n    newTag: \"1\"\n"})
+
+			// creds are the secrets as this reporter's run passes them: plain as flags, github
+			// with the token in the URL's user-info, gitlab as DELIVER_* variables.
+			type creds struct{ token, regPassword, kubeconfig string }
+			ok := creds{sn.gitToken, sn.regPassword, good}
+			// has lists which secret flags each command defines.
+			has := func(cmd, what string) bool {
+				switch cmd {
+				case "deploy", "rollback", "promote":
+					return true
+				case "apply", "diff":
+					return what != "registry"
+				case "lock", "unlock", "history":
+					return what == "git"
+				}
+				return false
+			}
+			command := func(c creds, cmd ...string) ([]string, []string) {
+				argv := append([]string(nil), cmd...)
+				var env []string
+				name := cmd[0]
+				switch reporter {
+				case "plain":
+					if has(name, "git") {
+						argv = append(argv, "--config-repo", s.url, "--git-username", sn.gitUser, "--git-token", c.token, "--ssh-key", sn.sshKey)
+					}
+					if has(name, "registry") {
+						argv = append(argv, "--registry-username", sn.regUser, "--registry-password", c.regPassword)
+					}
+					if has(name, "cluster") {
+						argv = append(argv, "--kubeconfig-data", c.kubeconfig)
+					}
+					if name == "set-image" {
+						env = append(env, "DELIVER_GIT_TOKEN="+c.token, "DELIVER_REGISTRY_PASSWORD="+c.regPassword, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
+					}
+				case "github":
+					if has(name, "git") {
+						argv = append(argv, "--config-repo", strings.Replace(s.url, "http://", "http://"+sn.gitUser+":"+c.token+"@", 1))
+					}
+					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser)
+					if has(name, "registry") {
+						argv = append(argv, "--registry-password", c.regPassword)
+					}
+					env = append(env, "DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
+				case "gitlab":
+					env = append(env, "DELIVER_CONFIG_REPO="+s.url, "DELIVER_GIT_USERNAME="+sn.gitUser, "DELIVER_GIT_TOKEN="+c.token,
+						"DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser, "DELIVER_REGISTRY_PASSWORD="+c.regPassword,
+						"DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
+				}
+				if has(name, "cluster") {
+					argv = append(argv, "--timeout", rolloutTimeout.String())
+				}
+				return argv, env
+			}
+			var outputs []string // files the reporters wrote, checked at the end too
+			runCase := func(t *testing.T, wantCodes []int, c creds, cmd ...string) result {
+				t.Helper()
+				argv, env := command(c, cmd...)
+				dir := t.TempDir()
+				switch reporter {
+				case "github":
+					out, sum := filepath.Join(dir, "output"), filepath.Join(dir, "summary")
+					env = append(env, "GITHUB_ACTIONS=true", "GITHUB_OUTPUT="+out, "GITHUB_STEP_SUMMARY="+sum,
+						"GITHUB_REPOSITORY=team/web", "GITHUB_SHA=0123abc", "GITHUB_RUN_ID=42", "GITHUB_ACTOR=ada", "GITHUB_EVENT_NAME=workflow_dispatch")
+				case "gitlab":
+					env = append(env, "GITLAB_CI=true", "CI_PIPELINE_SOURCE=web", "GITLAB_USER_NAME=Ada", "CI_PROJECT_URL=https://gitlab.example.com/team/web")
+				}
+				r := start(t, opts{env: env, dir: dir, deadline: 2 * time.Minute}, argv...).wait()
+				t.Logf("%s: %s", strings.Join(cmd, " "), firstLine(r))
+				if !containsInt(wantCodes, r.code) {
+					t.Errorf("%s: exit %d, want %v\n%s", strings.Join(cmd, " "), r.code, wantCodes, r)
+				}
+				sn.check(t, "stdout", r.stdout, false)
+				sn.check(t, "stderr", r.stderr, reporter == "github")
+				if reporter == "github" {
+					for _, v := range []string{c.token, c.regPassword, sn.kubeToken} {
+						if has(cmd[0], "git") && v == c.token || has(cmd[0], "registry") && v == c.regPassword || has(cmd[0], "cluster") && v == sn.kubeToken {
+							if !strings.Contains(r.stderr, "::add-mask::"+v) {
+								t.Errorf("GitHub mode: no ::add-mask:: for the %s... secret the command was given", v[:8])
+							}
+						}
+					}
+				}
+				// Everything deliver wrote in its working directory: outputs, summary, dotenv.
+				entries, _ := os.ReadDir(dir)
+				for _, e := range entries {
+					b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+					if err == nil {
+						sn.check(t, e.Name(), string(b), false)
+						outputs = append(outputs, string(b))
+					}
+				}
+				checkTempClean(t, r)
+				return r
+			}
+			image := func(tag string) string { return "web=" + s.reg.Ref("team/web", tag) }
+
+			t.Run("success", func(t *testing.T) {
+				any := []int{step.ExitOK}
+				runCase(t, any, ok, "deploy", "--env", "staging", "--image", image("1.1.0"))
+				runCase(t, any, ok, "deploy", "--env", "staging", "--image", image("1.2.0"))
+				runCase(t, any, ok, "rollback", "--env", "staging", "--image", "web")
+				runCase(t, any, ok, "promote", "--from", "staging", "--to", "production")
+				runCase(t, any, ok, "lock", "--env", "staging", "--image", "web", "--reason", "incident 42")
+				runCase(t, any, ok, "unlock", "--env", "staging", "--image", "web")
+				runCase(t, any, ok, "apply", "--env", "staging")
+				runCase(t, []int{step.ExitOK, step.ExitFailure}, ok, "diff", "--env", "staging")
+				r := runCase(t, any, ok, "history", "--env", "staging")
+				if !strings.Contains(r.stdout, "rollback") {
+					t.Errorf("history does not list the rollback:\n%s", r.stdout)
+				}
+				runCase(t, any, ok, "set-image", "--dir", setImageDir, "web=reg.example.com/web:2")
+			})
+			t.Run("wrong token", func(t *testing.T) {
+				wrong := ok
+				wrong.token = sn.wrongToken
+				for _, cmd := range [][]string{
+					{"deploy", "--env", "staging", "--image", image("1.2.0")},
+					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.1.0"},
+					{"promote", "--from", "staging", "--to", "production"},
+					{"lock", "--env", "staging", "--image", "web"},
+					{"unlock", "--env", "staging", "--image", "web"},
+					{"apply", "--env", "staging"},
+					{"diff", "--env", "staging"},
+					{"history", "--env", "staging"},
+				} {
+					r := runCase(t, []int{step.ExitAuth}, wrong, cmd...)
+					if !strings.Contains(r.stderr, "refused the credentials") {
+						t.Errorf("%s: the error does not say the credentials were refused:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+			t.Run("registry 401", func(t *testing.T) {
+				wrong := ok
+				wrong.regPassword = sn.wrongReg
+				for _, cmd := range [][]string{
+					{"deploy", "--env", "staging", "--image", image("1.2.0")},
+					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.1.0"},
+					{"promote", "--from", "staging", "--to", "production"},
+				} {
+					r := runCase(t, []int{step.ExitAuth}, wrong, cmd...)
+					if !strings.Contains(r.stderr, "registry refused the credentials") {
+						t.Errorf("%s: the error does not say the registry refused the credentials:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+			t.Run("cluster down", func(t *testing.T) {
+				off := ok
+				off.kubeconfig = down
+				for _, cmd := range [][]string{
+					{"deploy", "--env", "staging", "--image", image("1.1.0")},
+					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.2.0"},
+					{"promote", "--from", "staging", "--to", "production"},
+					{"apply", "--env", "staging"},
+					{"diff", "--env", "staging"},
+				} {
+					r := runCase(t, []int{step.ExitApply}, off, cmd...)
+					if !strings.Contains(r.stderr, "cluster unreachable") {
+						t.Errorf("%s: the error does not say the cluster is unreachable:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+			t.Run("hook rejection", func(t *testing.T) {
+				if err := s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\necho 'protected branch: use a merge request' >&2\nexit 1\n"); err != nil {
+					t.Fatal(err)
+				}
+				defer s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\nexit 0\n")
+				for _, cmd := range [][]string{
+					{"deploy", "--env", "staging", "--image", image("1.2.0"), "--no-apply"},
+					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.1.0", "--no-apply"},
+					{"promote", "--from", "production", "--to", "staging", "--no-apply", "--image", "web"},
+					{"lock", "--env", "staging", "--image", "web"},
+				} {
+					r := runCase(t, []int{step.ExitPush}, ok, cmd...)
+					if !strings.Contains(r.stderr, "protected branch: use a merge request") {
+						t.Errorf("%s: the error does not pass on the hook's message:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+
+			// Nothing in the config repo: every commit's message, author and files.
+			log := exec.Command("git", "--git-dir="+s.git.BareDir(s.repo), "log", "--all", "-p", "--format=fuller", "--no-color")
+			out, err := log.CombinedOutput()
+			if err != nil {
+				t.Fatalf("git log: %v\n%s", err, out)
+			}
+			sn.check(t, "the config repo", string(out), false)
+			if !strings.Contains(string(out), "Deliver-Action: rollback") {
+				t.Errorf("the config repo's history lacks the rollback; did the runs happen?")
+			}
+		})
+	}
+}

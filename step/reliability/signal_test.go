@@ -1,0 +1,123 @@
+package reliability_test
+
+import (
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/step"
+)
+
+// TestSignals sends SIGTERM and SIGKILL to deliver in each phase of a deploy, holding it there
+// with a server that stopped answering. On SIGTERM deliver stops at once with exit 130, says it
+// was interrupted, and removes its clone; on either signal the branch is at the old commit or
+// the new one, every commit renders, and a re-run converges (image pinned, pods ready).
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	cl := cluster(t)
+	phases := []struct {
+		name string
+		// hold is called before deliver starts; then the test waits for the phase line and
+		// for ready (if set) and signals.
+		hold  func(git, api *faultproxy.Proxy)
+		ready func(git, api *faultproxy.Proxy) bool
+		// after is called once the phase line is seen.
+		after func(git, api *faultproxy.Proxy)
+		// pushed: the new commit is on the branch by then.
+		pushed bool
+	}{
+		{name: "clone", hold: func(git, _ *faultproxy.Proxy) { git.Blackhole() }},
+		{
+			name: "push",
+			hold: func(git, _ *faultproxy.Proxy) {
+				git.OnMatch(faultproxy.Request, []byte("service=git-receive-pack"), git.Blackhole)
+			},
+			ready: func(git, _ *faultproxy.Proxy) bool { return git.Matched() },
+		},
+		// deliver makes no request to the API server before the apply.
+		{name: "apply", hold: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
+		{name: "wait", after: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
+	}
+	for _, ph := range phases {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			t.Run(ph.name+"/"+sig.String(), func(t *testing.T) {
+				t.Parallel()
+				ns := uniqueNS("sig")
+				s := newServers(t, webApp(ns), serverOpts{gitProxy: true})
+				digest := s.pushImage(t, "team/web", "1.4.3")
+				api, kubeconfig := apiServerProxy(t, cl)
+				deploy := args([]string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())
+				old := s.head(t)
+				if ph.hold != nil {
+					ph.hold(s.proxy, api)
+				}
+				proc := start(t, opts{deadline: 2 * time.Minute}, deploy...)
+				if !proc.waitStderr("==> "+ph.name+":", time.Minute) {
+					r := proc.wait()
+					t.Fatalf("deliver never reached the %s phase:\n%s", ph.name, r)
+				}
+				if ph.after != nil {
+					ph.after(s.proxy, api)
+				}
+				for deadline := time.Now().Add(30 * time.Second); ph.ready != nil && !ph.ready(s.proxy, api) && time.Now().Before(deadline); {
+					time.Sleep(5 * time.Millisecond)
+				}
+				// Let it get stuck in the phase's first request.
+				time.Sleep(300 * time.Millisecond)
+				before := proc.stderr.String()
+				if strings.Contains(before, ph.name+" done in") || strings.Contains(before, ph.name+" failed after") {
+					t.Fatalf("the %s phase ended before the signal:\n%s", ph.name, before)
+				}
+				signalled := time.Now()
+				proc.signal(sig)
+				r := proc.wait()
+				t.Logf("%s in %s: %s, %s after the signal", sig, ph.name, firstLine(r), time.Since(signalled).Round(time.Millisecond))
+				if sig == syscall.SIGTERM {
+					if r.code != step.ExitInterrupted {
+						t.Errorf("SIGTERM in %s: exit %d, want %d (interrupted)\n%s", ph.name, r.code, step.ExitInterrupted, r)
+					}
+					if d := time.Since(signalled); d > 5*time.Second {
+						t.Errorf("deliver took %s to stop after SIGTERM", d)
+					}
+					if !strings.Contains(r.stderr, "signal received") && !strings.Contains(r.stderr, "context canceled") && !strings.Contains(r.stderr, "interrupted") {
+						t.Errorf("the error does not say deliver was interrupted:\n%s", r.stderr)
+					}
+					if strings.Contains(r.stderr, "reverting") {
+						t.Errorf("an interrupted deploy was reverted:\n%s", r.stderr)
+					}
+					checkTempClean(t, r)
+				} else {
+					if r.signal != syscall.SIGKILL {
+						t.Fatalf("want death by SIGKILL:\n%s", r)
+					}
+					// A killed process cannot clean up: its clone stays in TMPDIR.
+					entries, _ := os.ReadDir(r.tmp)
+					t.Logf("SIGKILL left %d entries in TMPDIR", len(entries))
+				}
+				if ph.pushed {
+					checkPushedThenFailed(t, s, old, digest)
+				} else {
+					s.checkHistory(t, "overlays/staging", old)
+				}
+
+				s.proxy.Pass()
+				api.Pass()
+				again := runWithin(t, pushTimeout+rolloutTimeout, nil, deploy...)
+				if again.code != 0 || !strings.Contains(again.stdout, "rollout=ready") {
+					t.Fatalf("re-run after %s in %s:\n%s", sig, ph.name, again)
+				}
+				want := s.reg.Host + "/team/web:1.4.3@" + digest
+				if img, ready := runningImage(t, cl, ns, "web"); img != want || ready != "1/1" {
+					t.Errorf("after the re-run the Deployment runs %s (%s ready), want %s", img, ready, want)
+				}
+				if n := len(mustLog(t, s)); n != 2 {
+					t.Errorf("%d commits after the re-run, want 2", n)
+				}
+				s.checkHistory(t, "overlays/staging", s.head(t))
+			})
+		}
+	}
+}
