@@ -173,6 +173,11 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 	backoff.Steps = r.opts.MaxAttempts + 1
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 {
+			// Fetch again after the backoff: the tip read when the push failed is stale by
+			// now if others pushed meanwhile, and editing on it would only lose again.
+			if _, err := r.fetch(ctx); err != nil {
+				return Result{Attempts: attempt - 1}, err
+			}
 			if err := r.resetToRemote(ctx); err != nil {
 				return Result{Attempts: attempt - 1}, err
 			}
