@@ -9,6 +9,8 @@ import (
 	"github.com/deliverhq/deliver/step"
 )
 
+const bugApplyCancel = "cluster.applyAll classifies errors against the context it cancels: exit 130 \"context canceled\" instead of 6"
+
 // TestClusterFaults: the API server down, hanging, or stopping in the middle of an apply of
 // 200 objects, or during the wait. The config repo already holds the new commit (deliver
 // pushes, then applies): the tip is the new commit, every commit renders, and a re-run with the
@@ -31,6 +33,9 @@ func TestClusterFaults(t *testing.T) {
 		// limit is how long deliver may take: the flags' time limits plus a little. No flag
 		// bounds the apply itself; --timeout (the wait's) is taken as the cluster's bound.
 		limit time.Duration
+		// bug names a reported deliver bug that fails this case (see knownBug); limitBug and
+		// codeBug one that fails only the time limit or only the exit code and message.
+		bug, limitBug, codeBug string
 	}{
 		{
 			name:     "down before apply",
@@ -55,6 +60,7 @@ func TestClusterFaults(t *testing.T) {
 			wantCode:   step.ExitApply,
 			wantMsgs:   []string{"cluster unreachable", "ConfigMap/"},
 			limit:      rolloutTimeout + 5*time.Second,
+			codeBug:    bugApplyCancel,
 		},
 		{
 			name:       "hangs in the middle of the apply",
@@ -63,6 +69,8 @@ func TestClusterFaults(t *testing.T) {
 			wantCode:   step.ExitApply,
 			wantMsgs:   []string{"cluster unreachable"},
 			limit:      rolloutTimeout + 5*time.Second,
+			limitBug:   "the apply has no time limit: a hung API server holds deliver up to a minute per request",
+			codeBug:    bugApplyCancel,
 		},
 		{
 			name:     "down during the wait",
@@ -71,11 +79,13 @@ func TestClusterFaults(t *testing.T) {
 			wantCode: step.ExitApply,
 			wantMsgs: []string{"cluster unreachable"},
 			limit:    rolloutTimeout + 5*time.Second,
+			bug:      "cluster.Wait reports an unreachable API server as a failed rollout (exit 7) and deliver reverts the release",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			knownBug(t, tt.bug)
 			ns := uniqueNS("cf")
 			a := webApp(ns)
 			a.configMaps = tt.configMaps
@@ -97,19 +107,25 @@ func TestClusterFaults(t *testing.T) {
 			}
 			r := proc.wait()
 			t.Logf("%s: %s (proxy forwarded %d request bytes, %d response bytes)", tt.name, firstLine(r), p.Forwarded(faultproxy.Request), p.Forwarded(faultproxy.Response))
-			if r.hung || r.elapsed > tt.limit {
-				t.Errorf("deliver took %s, more than the %s its timeout flags allow", r.elapsed.Round(time.Millisecond), tt.limit)
-			}
-			if r.code != tt.wantCode {
-				t.Errorf("exit %d, want %d\n%s", r.code, tt.wantCode, r)
-			}
+			t.Run("time limit", func(t *testing.T) {
+				knownBug(t, tt.limitBug)
+				if r.hung || r.elapsed > tt.limit {
+					t.Errorf("deliver took %s, more than the %s its timeout flags allow", r.elapsed.Round(time.Millisecond), tt.limit)
+				}
+			})
+			t.Run("exit code and message", func(t *testing.T) {
+				knownBug(t, tt.codeBug)
+				if r.code != tt.wantCode {
+					t.Errorf("exit %d, want %d\n%s", r.code, tt.wantCode, r)
+				}
+				for _, m := range append(tt.wantMsgs, p.Addr) {
+					if !strings.Contains(r.stderr, m) {
+						t.Errorf("stderr does not say %q:\n%s", m, r.stderr)
+					}
+				}
+			})
 			if strings.Contains(r.stderr, "reverting the config repo") {
 				t.Errorf("deliver reverted the release because it could not reach the cluster")
-			}
-			for _, m := range append(tt.wantMsgs, p.Addr) {
-				if !strings.Contains(r.stderr, m) {
-					t.Errorf("stderr does not say %q:\n%s", m, r.stderr)
-				}
 			}
 			checkPushedThenFailed(t, s, old, digest)
 			checkTempClean(t, r)

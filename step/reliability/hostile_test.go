@@ -11,6 +11,9 @@ import (
 	"github.com/deliverhq/deliver/step"
 )
 
+// bugBuildExitCode: errors kustomize's own build reports are not classified.
+const bugBuildExitCode = "errors from kustomize's build (cycles, refused plugins, an overlay outside the repo) exit 1, not 2"
+
 // Limits every hostile input must stay within.
 const (
 	hostileMaxRSS  = 500 << 20
@@ -71,6 +74,9 @@ func TestHostileInput(t *testing.T) {
 		wantMsg  string
 		// noClone: refused before the config repo is contacted.
 		noClone bool
+		// bug names a reported deliver bug that fails this case (see knownBug); codeBug one
+		// that only gets the exit code wrong (the other checks still run).
+		bug, codeBug string
 	}{
 		// Malformed kustomizations.
 		{name: "kustomization syntax error", overlay: overlayHead + "resources:\n  - ../../base\nimages: [\n  - name: web\n",
@@ -84,7 +90,8 @@ func TestHostileInput(t *testing.T) {
 		{name: "kustomization duplicate images key", overlay: overlayHead + "resources:\n  - ../../base\nimages: []\nimages: []\n",
 			wantCode: step.ExitUsage, wantMsg: "duplicate key images"},
 		{name: "kustomization duplicate namespace key", overlay: overlayHead + "namespace: other\nresources:\n  - ../../base\n",
-			wantCode: step.ExitUsage, wantMsg: "overlays/staging/kustomization.yaml"},
+			wantCode: step.ExitUsage, wantMsg: "overlays/staging/kustomization.yaml",
+			bug: "duplicate keys other than images are accepted: kustomize silently takes one, deliver pushes and applies"},
 		{name: "kustomization duplicate image names", overlay: overlayHead + "resources:\n  - ../../base\nimages:\n  - name: web\n  - name: web\n",
 			wantCode: step.ExitUsage, wantMsg: "duplicate image name"},
 		{name: "kustomization with a NUL byte", overlay: overlayHead + "resources:\n  - ../../base\x00\n",
@@ -94,7 +101,7 @@ func TestHostileInput(t *testing.T) {
 		{name: "kustomization nested 10000 deep", overlay: overlayHead + "resources:\n  - ../../base\nx: " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n",
 			wantCode: step.ExitUsage, wantMsg: "overlays/staging/kustomization.yaml"},
 		{name: "kustomization that includes itself", overlay: overlayHead + "resources:\n  - ../../base\n  - ../staging\n",
-			wantCode: step.ExitUsage, wantMsg: "overlays/staging"},
+			wantCode: step.ExitUsage, wantMsg: "overlays/staging", codeBug: bugBuildExitCode},
 		// Alias bombs.
 		{name: "alias bomb in the kustomization", overlay: overlayHead + "resources:\n  - ../../base\n" + billionLaughs("x-bomb"),
 			wantCode: step.ExitUsage, wantMsg: "overlays/staging/kustomization.yaml"},
@@ -104,7 +111,7 @@ func TestHostileInput(t *testing.T) {
 			edit: func(f map[string]string) {
 				f["base/web.yaml"] += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n" + billionLaughs("data")
 			},
-			wantCode: step.ExitUsage, wantMsg: "base"},
+			wantCode: step.ExitUsage, wantMsg: "base", bug: "an alias bomb in a base resource makes the build take gigabytes of memory"},
 		{name: "alias bomb in the policy file", edit: func(f map[string]string) { f["deliver.yaml"] = billionLaughs("environments") },
 			wantCode: step.ExitUsage, wantMsg: "deliver.yaml"},
 		// Big files.
@@ -115,7 +122,8 @@ func TestHostileInput(t *testing.T) {
 				f["base/big.yaml"] = big(50 << 20)
 				f["base/kustomization.yaml"] += "  - big.yaml\n"
 			},
-			wantCode: step.ExitUsage, wantMsg: "big.yaml"},
+			wantCode: step.ExitUsage, wantMsg: "big.yaml",
+			bug: "the build reads files of any size (50 MB: ~30s, ~500 MB) inside the push's time limit, then reports the config repo unreachable"},
 		// Names and paths.
 		{name: "env with ..", flags: []string{"--env", "../production"}, wantCode: step.ExitUsage, wantMsg: "--env", noClone: true},
 		{name: "env with /", flags: []string{"--env", "staging/../../etc"}, wantCode: step.ExitUsage, wantMsg: "--env", noClone: true},
@@ -142,7 +150,8 @@ func TestHostileInput(t *testing.T) {
 		}, wantCode: step.ExitUsage, wantMsg: "symlink"},
 		{name: "overlay dir symlinked out", seed: func(dir string) {
 			replaceWithSymlink(t, filepath.Join(dir, "overlays", "staging"), up+strings.TrimPrefix(outside, "/")+"/victim")
-		}, wantCode: step.ExitUsage, wantMsg: "outside the repository root"},
+		}, wantCode: step.ExitUsage, wantMsg: "outside the repository root",
+			bug: "a symlinked overlay directory makes deliver rewrite a kustomization.yaml outside the clone"},
 		{name: "policy file symlinked out", seed: func(dir string) { replaceWithSymlink(t, filepath.Join(dir, "deliver.yaml"), up+"etc/passwd") },
 			wantCode: step.ExitUsage, wantMsg: "deliver.yaml"},
 		// Remote and executable content.
@@ -186,6 +195,7 @@ func TestHostileInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			knownBug(t, tt.bug)
 			ns := uniqueNS("h")
 			s := newServers(t, webApp(ns), serverOpts{
 				edit: func(f map[string]string) {
@@ -233,12 +243,15 @@ func TestHostileInput(t *testing.T) {
 			if r.maxRSS > hostileMaxRSS {
 				t.Errorf("deliver used %d MiB of memory (limit %d MiB)", r.maxRSS>>20, hostileMaxRSS>>20)
 			}
-			if r.code != tt.wantCode {
-				t.Errorf("exit %d, want %d\n%s", r.code, tt.wantCode, r)
-			}
-			if !strings.Contains(r.stderr, tt.wantMsg) {
-				t.Errorf("stderr does not say %q:\n%s", tt.wantMsg, r.stderr)
-			}
+			t.Run("exit code and message", func(t *testing.T) {
+				knownBug(t, tt.codeBug)
+				if r.code != tt.wantCode {
+					t.Errorf("exit %d, want %d\n%s", r.code, tt.wantCode, r)
+				}
+				if !strings.Contains(r.stderr, tt.wantMsg) {
+					t.Errorf("stderr does not say %q:\n%s", tt.wantMsg, r.stderr)
+				}
+			})
 			if s.head(t) != old {
 				t.Errorf("the branch moved from %s to %s", old, s.head(t))
 			}

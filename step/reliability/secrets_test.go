@@ -1,8 +1,10 @@
 package reliability_test
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/pem"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -19,10 +22,11 @@ import (
 
 // sentinels are secret values that must never be shown.
 type sentinels struct {
-	gitUser, gitToken, wrongToken string
+	gitUser, gitToken, wrongToken  string
 	regUser, regPassword, wrongReg string
 	sshKey                         string
 	kubeToken                      string
+	urlPassword                    string
 }
 
 func randomHex(t *testing.T, n int) string {
@@ -44,13 +48,14 @@ func newSentinels(t *testing.T) sentinels {
 		wrongReg:    "SNTLwrongreg" + randomHex(t, 12),
 		sshKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nSNTLsshA" + randomHex(t, 16) + "\nSNTLsshB" + randomHex(t, 16) +
 			"\n-----END OPENSSH PRIVATE KEY-----\n",
-		kubeToken: "SNTLkube" + randomHex(t, 12),
+		kubeToken:   "SNTLkube" + randomHex(t, 12),
+		urlPassword: "SNTLurl" + randomHex(t, 12),
 	}
 }
 
 // values are the strings that must not appear: every secret, and every line of the key.
 func (s sentinels) values() []string {
-	v := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken}
+	v := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword}
 	for _, l := range strings.Split(s.sshKey, "\n") {
 		if strings.HasPrefix(l, "SNTL") {
 			v = append(v, l)
@@ -127,12 +132,12 @@ func TestSecretsNeverShown(t *testing.T) {
 			sn := newSentinels(t)
 			ns := uniqueNS("sec-" + reporter)
 			prodNS := uniqueNS("sec-prod-" + reporter)
-			a := app{services: []string{"web"}, envs: map[string]string{"staging": ns, "production": prodNS}, overlayImages: stagingImages}
+			a := app{services: []string{"web"}, envs: map[string]string{"staging": ns, "production": prodNS, "qa": uniqueNS("sec-qa")}, overlayImages: stagingImages}
 			s := newServers(t, a, serverOpts{
 				gitOpts: []testenv.GitOption{testenv.WithCredentials(sn.gitUser, sn.gitToken)},
 				regOpts: []testenv.RegistryOption{testenv.WithBasicAuth(sn.regUser, sn.regPassword)},
 			})
-			for _, tag := range []string{"1.1.0", "1.2.0"} {
+			for _, tag := range []string{"1.1.0", "1.2.0", "1.3.0"} {
 				s.pushImage(t, "team/web", tag)
 			}
 			good := kubeconfigData(t, cl, sn.kubeToken, "")
@@ -307,14 +312,55 @@ func TestSecretsNeverShown(t *testing.T) {
 				}
 				defer s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\nexit 0\n")
 				for _, cmd := range [][]string{
-					{"deploy", "--env", "staging", "--image", image("1.2.0"), "--no-apply"},
+					// Each would change the repo (staging is at 1.2.0, qa at 0.9.0).
+					{"deploy", "--env", "staging", "--image", image("1.3.0"), "--no-apply"},
 					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.1.0", "--no-apply"},
-					{"promote", "--from", "production", "--to", "staging", "--no-apply", "--image", "web"},
+					{"promote", "--from", "staging", "--to", "qa", "--no-apply"},
 					{"lock", "--env", "staging", "--image", "web"},
 				} {
 					r := runCase(t, []int{step.ExitPush}, ok, cmd...)
 					if !strings.Contains(r.stderr, "protected branch: use a merge request") {
 						t.Errorf("%s: the error does not pass on the hook's message:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+
+			t.Run("ssh URL with a password", func(t *testing.T) {
+				if reporter == "github" {
+					knownBug(t, "the GitHub job summary and outputs are written unredacted (and ssh:// URLs keep their password in messages)")
+				}
+				// A password in an ssh:// URL means nothing to key authentication, but it is a
+				// credential in a URL: every message must redact it. The server is not there.
+				key, hostKey := sshKeys(t)
+				url := "ssh://git:" + sn.urlPassword + "@" + closedPort(t) + "/config.git"
+				for _, cmd := range [][]string{{"lock", "--env", "staging", "--image", "web"}, {"history", "--env", "staging"}} {
+					argv := append(cmd, "--config-repo", url, "--ssh-key", key, "--ssh-host-key", hostKey)
+					dir := t.TempDir()
+					var env []string
+					switch reporter {
+					case "github":
+						env = []string{"GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + filepath.Join(dir, "output"), "GITHUB_STEP_SUMMARY=" + filepath.Join(dir, "summary")}
+					case "gitlab":
+						env = []string{"GITLAB_CI=true"}
+					}
+					r := start(t, opts{env: env, dir: dir}, argv...).wait()
+					t.Logf("%s: %s", cmd[0], firstLine(r))
+					if r.code != step.ExitPush || !strings.Contains(r.stderr, "config repo unreachable") {
+						t.Errorf("%s over ssh to a closed port: exit %d, want %d\n%s", cmd[0], r.code, step.ExitPush, r)
+					}
+					sn.check(t, "stdout", r.stdout, false)
+					sn.check(t, "stderr", r.stderr, reporter == "github")
+					for _, line := range strings.Split(r.stdout+"\n"+r.stderr, "\n") {
+						for _, l := range strings.Split(key, "\n") {
+							if len(l) > 16 && !strings.HasPrefix(l, "-----") && !strings.HasPrefix(line, "::add-mask::") && strings.Contains(line, l) {
+								t.Errorf("a line of the SSH key is in the output: %q", line)
+							}
+						}
+					}
+					entries, _ := os.ReadDir(dir)
+					for _, e := range entries {
+						b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+						sn.check(t, e.Name(), string(b), false)
 					}
 				}
 			})
@@ -331,4 +377,27 @@ func TestSecretsNeverShown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sshKeys returns a new ed25519 private key (OpenSSH PEM) and another key's public key in
+// authorized_keys form, to pin as the server's host key.
+func sshKeys(t *testing.T) (private, hostKey string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(hostPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(block)), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
 }

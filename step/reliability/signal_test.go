@@ -39,7 +39,9 @@ func TestSignals(t *testing.T) {
 		},
 		// deliver makes no request to the API server before the apply.
 		{name: "apply", hold: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
-		{name: "wait", after: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
+		// The API server answers slowly from the start, so the wait's first reads are still on
+		// the way when it stops answering at the wait phase.
+		{name: "wait", hold: func(_, api *faultproxy.Proxy) { api.Delay(150 * time.Millisecond) }, after: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
 	}
 	for _, ph := range phases {
 		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {

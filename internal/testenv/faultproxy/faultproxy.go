@@ -16,6 +16,11 @@
 //   - HTTPStatus: answer every HTTP request with a canned status line and close the connection
 //     (for servers that cannot be told to fail, like git http-backend).
 //
+// OnMatch runs a function (typically one of the above) the moment a pattern first passes, before
+// the chunk holding it is forwarded: a test can let a client through one phase and fail the
+// next one exactly, e.g. blackhole a git server once the push starts. AfterBytes does the same
+// after a number of bytes, for encrypted traffic.
+//
 // The proxy works on bytes, not messages, so it works for TLS (the client still verifies the
 // target's certificate: use it for servers whose certificate names 127.0.0.1) and HTTP/2 as well
 // as for plain HTTP. Switching modes does not repair a connection that lost data: leaving
@@ -76,6 +81,15 @@ type mode struct {
 	body   string
 }
 
+// matchRule is an armed OnMatch or AfterBytes.
+type matchRule struct {
+	dir     Direction
+	pattern []byte
+	bytes   *atomic.Int64 // AfterBytes: bytes left before fn runs; nil for OnMatch
+	fn      func()
+	fired   atomic.Bool
+}
+
 // cutRule is an armed CutAfterMatch.
 type cutRule struct {
 	dir     Direction
@@ -96,6 +110,7 @@ type Proxy struct {
 	mu        sync.Mutex
 	mode      mode
 	cut       *cutRule
+	onMatch   *matchRule
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -189,6 +204,35 @@ func (p *Proxy) CutAfterMatch(d Direction, pattern []byte, n int64) {
 	p.cut = &cutRule{dir: d, pattern: append([]byte(nil), pattern...), after: n}
 }
 
+// OnMatch arms a one-shot trigger: when pattern first appears in direction d on any connection
+// (from now on), fn runs before the chunk holding it is forwarded, and that chunk is then
+// handled under whatever mode fn set. It replaces an armed AfterBytes. fn must not call OnMatch
+// or AfterBytes.
+func (p *Proxy) OnMatch(d Direction, pattern []byte, fn func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onMatch = &matchRule{dir: d, pattern: append([]byte(nil), pattern...), fn: fn}
+}
+
+// AfterBytes arms a one-shot trigger: once n more bytes have passed in direction d (counted
+// over all connections from now on), fn runs before the chunk that crosses the count is
+// forwarded, and that chunk is then handled under whatever mode fn set. It replaces an armed
+// OnMatch. fn must not call OnMatch or AfterBytes.
+func (p *Proxy) AfterBytes(d Direction, n int64, fn func()) {
+	b := &atomic.Int64{}
+	b.Store(n)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onMatch = &matchRule{dir: d, bytes: b, fn: fn}
+}
+
+// Matched reports whether the last OnMatch or AfterBytes fired.
+func (p *Proxy) Matched() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.onMatch != nil && p.onMatch.fired.Load()
+}
+
 // Cut reports whether the last CutAfterMatch fired.
 func (p *Proxy) Cut() bool {
 	p.mu.Lock()
@@ -235,6 +279,12 @@ func (p *Proxy) current() (mode, *cutRule) {
 	return p.mode, p.cut
 }
 
+func (p *Proxy) matchRule() *matchRule {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.onMatch
+}
+
 // conn is one proxied connection.
 type conn struct {
 	client   net.Conn
@@ -245,6 +295,8 @@ type conn struct {
 	window [2][]byte
 	left   [2]int64
 	cutMu  sync.Mutex
+	// matchWin is the tail of the data seen per direction, for OnMatch.
+	matchWin [2][]byte
 }
 
 func (p *Proxy) serve() {
@@ -322,11 +374,12 @@ func (p *Proxy) handle(client net.Conn) {
 	t := time.NewTimer(5 * time.Second)
 	select {
 	case <-done:
+		t.Stop()
+		p.closeConn(c)
 	case <-t.C:
+		p.closeConn(c)
+		<-done
 	}
-	t.Stop()
-	p.closeConn(c)
-	<-done
 }
 
 // pump copies one direction of c, applying the proxy's mode to every chunk.
@@ -351,6 +404,9 @@ func (p *Proxy) pump(c *conn, d Direction, src, dst net.Conn) {
 
 // forward writes chunk to dst according to the mode; false ends the pump.
 func (p *Proxy) forward(c *conn, d Direction, chunk []byte, dst net.Conn) bool {
+	if r := p.matchRule(); r != nil && r.dir == d && !r.fired.Load() && c.seen(r, d, chunk) && r.fired.CompareAndSwap(false, true) {
+		r.fn()
+	}
 	m, cut := p.current()
 	switch m.kind {
 	case kindRefuse:
@@ -401,6 +457,25 @@ func (p *Proxy) write(d Direction, dst net.Conn, b []byte) bool {
 	n, err := dst.Write(b)
 	p.forwarded[d].Add(int64(n))
 	return err == nil
+}
+
+// seen reports whether r's pattern is in the data of direction d up to and including chunk
+// (for AfterBytes, whether its count is crossed).
+func (c *conn) seen(r *matchRule, d Direction, chunk []byte) bool {
+	if r.bytes != nil {
+		return r.bytes.Add(-int64(len(chunk))) < 0
+	}
+	c.cutMu.Lock()
+	defer c.cutMu.Unlock()
+	w := append(c.matchWin[d], chunk...)
+	if bytes.Contains(w, r.pattern) {
+		return true
+	}
+	if keep := len(r.pattern) - 1; len(w) > keep {
+		w = w[len(w)-keep:]
+	}
+	c.matchWin[d] = append([]byte(nil), w...)
+	return false
 }
 
 // checkCut advances c's cut state with chunk; it returns how much of chunk to forward before

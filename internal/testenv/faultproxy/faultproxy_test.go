@@ -49,6 +49,17 @@ func dial(t *testing.T, addr string) net.Conn {
 	return c
 }
 
+// refused reports whether a new connection to addr is refused or reset before it answers.
+func refused(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = roundTrip(c, "x")
+	return err
+}
+
 // roundTrip writes msg and reads len(msg) bytes back within a second.
 func roundTrip(c net.Conn, msg string) (string, error) {
 	_ = c.SetDeadline(time.Now().Add(time.Second))
@@ -73,8 +84,7 @@ func TestPassAndRefuse(t *testing.T) {
 		t.Fatal("open connection survived Refuse")
 	}
 	// New connections are accepted and reset at once.
-	c2 := dial(t, p.Addr)
-	if _, err := roundTrip(c2, "x"); !isReset(err) {
+	if err := refused(p.Addr); !isReset(err) {
 		t.Fatalf("new connection under Refuse: %v, want a reset or EOF", err)
 	}
 	p.Pass()
@@ -100,7 +110,7 @@ func TestResetAfterBytes(t *testing.T) {
 	if got != "0123456789" || err == nil {
 		t.Fatalf("got %q, %v; want the first 10 bytes, then a reset", got, err)
 	}
-	if _, err := roundTrip(dial(t, p.Addr), "x"); !isReset(err) {
+	if err := refused(p.Addr); !isReset(err) {
 		t.Fatalf("after the budget, new connections: %v", err)
 	}
 	if p.Forwarded(faultproxy.Response) != 10 {
@@ -110,28 +120,49 @@ func TestResetAfterBytes(t *testing.T) {
 
 func TestCutAfterMatch(t *testing.T) {
 	t.Parallel()
-	p := faultproxy.New(t, echoServer(t))
+	// The target records what each connection sent it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	received := make(chan string, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				received <- string(b)
+			}()
+		}
+	}()
+	p := faultproxy.New(t, ln.Addr().String())
 	other := dial(t, p.Addr)
 	c := dial(t, p.Addr)
 	p.CutAfterMatch(faultproxy.Request, []byte("PUSH"), 3)
-	if got, err := roundTrip(c, "fetch fetch "); err != nil || got != "fetch fetch " {
-		t.Fatalf("before the pattern: %q, %v", got, err)
-	}
 	// The pattern split over two writes is still found.
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(c, "PU")
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, _ = io.WriteString(c, "fetch PU")
 	time.Sleep(50 * time.Millisecond)
 	_, _ = io.WriteString(c, "SH 123456")
-	got, err := io.ReadAll(c)
-	if string(got) != "PUSH 12" || err == nil && len(got) == 0 {
-		t.Fatalf("cut connection echoed %q (%v), want %q then the cut", got, err, "PUSH 12")
+	if _, err := c.Read(make([]byte, 1)); !isReset(err) {
+		t.Fatalf("the cut connection: %v, want a reset", err)
+	}
+	if got := <-received; got != "fetch PUSH 12" {
+		t.Fatalf("the target received %q, want %q", got, "fetch PUSH 12")
 	}
 	if !p.Cut() {
 		t.Error("Cut() = false after the cut")
 	}
 	// Other connections, and the rule afterwards, pass.
-	if got, err := roundTrip(other, "PUSH more"); err != nil || got != "PUSH more" {
-		t.Fatalf("other connection: %q, %v", got, err)
+	_, _ = io.WriteString(other, "PUSH more")
+	other.(*net.TCPConn).CloseWrite()
+	if got := <-received; got != "PUSH more" {
+		t.Fatalf("the other connection delivered %q", got)
 	}
 }
 
@@ -213,5 +244,40 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", p.Addr, time.Second); err == nil {
 		t.Error("the proxy still accepts connections after Close")
+	}
+}
+
+func TestOnMatch(t *testing.T) {
+	t.Parallel()
+	p := faultproxy.New(t, echoServer(t))
+	c := dial(t, p.Addr)
+	p.OnMatch(faultproxy.Request, []byte("STOP"), p.Blackhole)
+	if got, err := roundTrip(c, "go on "); err != nil || got != "go on " {
+		t.Fatalf("before the pattern: %q, %v", got, err)
+	}
+	// The chunk holding the pattern is already handled by the new mode.
+	_ = c.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	_, _ = io.WriteString(c, "now STOP")
+	if n, err := c.Read(make([]byte, 16)); n != 0 || err == nil {
+		t.Fatalf("the chunk with the pattern got through: %d bytes, %v", n, err)
+	}
+	if !p.Matched() || p.Mode() != "blackhole" {
+		t.Errorf("matched %v, mode %s", p.Matched(), p.Mode())
+	}
+}
+
+func TestAfterBytes(t *testing.T) {
+	t.Parallel()
+	p := faultproxy.New(t, echoServer(t))
+	c := dial(t, p.Addr)
+	p.AfterBytes(faultproxy.Request, 10, p.Refuse)
+	if got, err := roundTrip(c, "0123456789"); err != nil || got != "0123456789" {
+		t.Fatalf("within the count: %q, %v", got, err)
+	}
+	if _, err := roundTrip(c, "x"); !isReset(err) {
+		t.Fatalf("the byte past the count: %v, want a reset", err)
+	}
+	if !p.Matched() {
+		t.Error("Matched() = false")
 	}
 }
