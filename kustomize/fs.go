@@ -115,7 +115,11 @@ func (c *confinedFS) WriteFile(p string, _ []byte) error { return errReadOnly("w
 
 // Open opens p for reading if it resolves inside root.
 func (c *confinedFS) Open(p string) (filesys.File, error) {
-	if _, err := c.check(p); err != nil {
+	real, err := c.check(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBuildFile(real); err != nil {
 		return nil, err
 	}
 	return c.disk.Open(p)
@@ -176,9 +180,13 @@ func (c *confinedFS) Glob(pattern string) ([]string, error) {
 	return out, nil
 }
 
-// ReadFile reads p if it resolves inside root.
+// ReadFile reads p if it resolves inside root and passes checkBuildFile (size, alias expansion).
 func (c *confinedFS) ReadFile(p string) ([]byte, error) {
-	if _, err := c.check(p); err != nil {
+	real, err := c.check(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkBuildFile(real); err != nil {
 		return nil, err
 	}
 	return c.disk.ReadFile(p)

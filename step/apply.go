@@ -67,7 +67,7 @@ func (a *applier) objects(root, overlay string, rendered resmap.ResMap) ([]*unst
 	if rm == nil {
 		var err error
 		if rm, err = kustomize.Build(root, overlay); err != nil {
-			return nil, "", inRepo(root, err)
+			return nil, "", usage(inRepo(root, err)) // the repo's content is at fault: bad input
 		}
 	}
 	var objs []*unstructured.Unstructured
@@ -119,7 +119,10 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 		return err
 	}
 	end := rep.Phase("apply", fmt.Sprintf("server-side apply of %d object(s) (default namespace %s)", len(objs), ns))
-	res, err := a.client.Apply(ctx, objs, a.applyOptions(ns, false))
+	// --timeout bounds the apply too: a hung API server must not hang deliver.
+	actx, cancel := context.WithTimeout(ctx, a.timeout)
+	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, false))
+	cancel()
 	if err != nil {
 		end(err)
 		return err
@@ -166,7 +169,9 @@ func (a *applier) dryRun(ctx context.Context, root, overlay string, rendered res
 		return err
 	}
 	end := a.r.rep.Phase("apply", fmt.Sprintf("server-side dry run of %d object(s)", len(objs)))
-	res, err := a.client.Apply(ctx, objs, a.applyOptions(ns, true))
+	actx, cancel := context.WithTimeout(ctx, a.timeout)
+	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, true))
+	cancel()
 	if err != nil {
 		end(err)
 		return err

@@ -80,6 +80,7 @@ func ExitCode(err error) int {
 	case errors.Is(err, registry.ErrUnreachable):
 		return ExitRegistry
 	case errors.Is(err, registry.ErrInvalidRef), errors.Is(err, kustomize.ErrInvalidImage), errors.Is(err, kustomize.ErrNoKustomization),
+		errors.Is(err, kustomize.ErrOutsideRoot), errors.Is(err, kustomize.ErrRemoteResource), errors.Is(err, kustomize.ErrTooLarge),
 		errors.As(err, &ue), errors.As(err, &fe), errors.Is(err, cluster.ErrInvalid):
 		return ExitUsage
 	case errors.Is(err, cluster.ErrRolloutFailed):

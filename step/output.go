@@ -29,7 +29,7 @@ func (r *runner) wrap(cmd func(context.Context, *cli.Context) (ci.Outcome, error
 		}
 		out, err := cmd(c.Context, c)
 		out.Phases = r.rep.Timings()
-		out.Err = err
+		out = r.redactOutcome(out, err)
 		if err == nil && printResult {
 			fmt.Fprintln(r.stdout, resultLine(out))
 		}
@@ -89,4 +89,16 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// redactOutcome masks secrets in everything a reporter may write to a file (GitHub outputs and
+// summary, GitLab dotenv), which does not pass through the redacting writers.
+func (r *runner) redactOutcome(o ci.Outcome, err error) ci.Outcome {
+	red := r.redactor.String
+	o.CommitURL, o.URL, o.ImageDigest = red(o.CommitURL), red(o.URL), red(o.ImageDigest)
+	for i := range o.Images {
+		o.Images[i] = red(o.Images[i])
+	}
+	o.Err = r.redactor.Error(err)
+	return o
 }

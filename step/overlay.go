@@ -25,6 +25,24 @@ type editResult struct {
 	rendered resmap.ResMap
 }
 
+// confinedOverlay returns the overlay's directory in the clone at root, refusing one that is,
+// or passes through, a symlink leading out of the repo: deliver edits files there.
+func confinedOverlay(root, overlay string) (string, error) {
+	dir := overlayDir(root, overlay)
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("resolving the clone's root: %w", err)
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return dir, nil // missing: FindKustomization reports it
+	}
+	if rel, err := filepath.Rel(realRoot, realDir); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", usage(fmt.Errorf("overlay %s: %w (it is a symlink to %s)", overlay, kustomize.ErrOutsideRoot, realDir))
+	}
+	return dir, nil
+}
+
 // overlayDir is the overlay's directory in the clone at root.
 func overlayDir(root, overlay string) string {
 	return filepath.Join(root, filepath.FromSlash(overlay))
@@ -38,7 +56,10 @@ func setOverlayImages(root, overlay string, images []types.Image) (editResult, e
 }
 
 func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult, error) {
-	dir := overlayDir(root, overlay)
+	dir, err := confinedOverlay(root, overlay)
+	if err != nil {
+		return editResult{}, err
+	}
 	file, before, err := kustomize.ReadImages(dir)
 	if err != nil {
 		return editResult{}, err
@@ -61,7 +82,8 @@ func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult,
 	}
 	rendered, err := kustomize.Build(root, overlay)
 	if err != nil {
-		return editResult{}, fmt.Errorf("the edited overlay no longer renders: %w", err)
+		// The repo's content is at fault, not deliver or a server: bad input.
+		return editResult{}, usage(fmt.Errorf("the edited overlay no longer renders: %w", err))
 	}
 	res.rendered = rendered
 	_, after, err := kustomize.ReadImages(dir)
@@ -96,7 +118,10 @@ func indexOf(images []types.Image, name string) int {
 
 // checkOverlay gives a clear error when the environment has no overlay in the repo.
 func checkOverlay(root, overlay, envName string) error {
-	dir := filepath.Join(root, filepath.FromSlash(overlay))
+	dir, err := confinedOverlay(root, overlay)
+	if err != nil {
+		return err
+	}
 	if _, err := kustomize.FindKustomization(dir); err != nil {
 		err = inRepo(root, err)
 		if errors.Is(err, kustomize.ErrNoKustomization) {

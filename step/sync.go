@@ -103,7 +103,9 @@ func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	// if deliver took them back.
 	opts := ap.applyOptions(ns, true)
 	opts.ForceConflicts = true
-	diffs, err := ap.client.Diff(ctx, objs, opts)
+	dctx, cancel := context.WithTimeout(ctx, ap.timeout)
+	diffs, err := ap.client.Diff(dctx, objs, opts)
+	cancel()
 	if err != nil {
 		end(err)
 		return out, err

@@ -338,7 +338,9 @@ const applyWorkers = 8
 func (c *Client) applyAll(ctx context.Context, members []*member, opts ApplyOptions, newNamespaces map[string]bool) ([]outcome, error) {
 	results := make([]outcome, len(members))
 	errs := make([]error, len(members))
-	ctx, cancel := context.WithCancel(ctx)
+	// stop only ends the handing out of work after a failure; requests in flight keep ctx, so
+	// their errors are their own, never a cancellation of ours.
+	stop, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -363,7 +365,7 @@ feed:
 	for i := range members {
 		select {
 		case next <- i:
-		case <-ctx.Done():
+		case <-stop.Done():
 			break feed
 		}
 	}

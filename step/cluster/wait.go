@@ -154,11 +154,36 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 			if ctx.Err() != nil {
 				return fmt.Errorf("waiting for rollout: %w", ctx.Err())
 			}
+			if err := unreachable(states); err != nil {
+				// Not a failed rollout: nothing says the release is unhealthy, so nothing may
+				// be reverted because of it.
+				return err
+			}
 			return c.rolloutError(ctx, states, opts.Timeout)
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, opts.Interval)
 	}
+}
+
+// unreachable returns an error wrapping ErrUnreachable when the last read of every object that
+// is not Current failed to reach the cluster: the wait ended because the cluster stopped
+// answering, not because the rollout failed.
+func unreachable(states []*objState) error {
+	var last error
+	for _, s := range states {
+		if s.current {
+			continue
+		}
+		if s.err == nil || !errors.Is(s.err, ErrUnreachable) {
+			return nil
+		}
+		last = s.err
+	}
+	if last == nil {
+		return nil
+	}
+	return fmt.Errorf("waiting for rollout: the cluster stopped answering: %w", last)
 }
 
 // expired reports whether ctx is done or its deadline has passed (client-go's

@@ -95,12 +95,19 @@ func moveURLCredentials(raw string, auth *Auth) (string, error) {
 	if raw == "" {
 		return "", errors.New("config repo: no URL given")
 	}
-	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") {
+	if !strings.HasPrefix(raw, "http://") && !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "ssh://") {
 		return raw, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("config repo URL: %v", redactURLError(err))
+	}
+	if u.Scheme == "ssh" {
+		// ssh://user@host keeps its user (the login name); a password never belongs there.
+		if u.User != nil {
+			u.User = url.User(u.User.Username())
+		}
+		return u.String(), nil
 	}
 	if u.User != nil {
 		if auth.Username == "" && auth.Password == "" {

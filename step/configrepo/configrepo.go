@@ -56,7 +56,8 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// MaxAttempts bounds the push attempts (default 60).
 	MaxAttempts int
-	// Timeout bounds a whole Update, all attempts included (default 2m).
+	// Timeout bounds a whole Update, all attempts included, and each Clone, Fetch and Deepen
+	// (default 2m).
 	Timeout time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means the default:
 	// 20ms growing 1.5× per attempt with full jitter, capped at 400ms. Every lost race means
@@ -106,6 +107,10 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 		return nil, fmt.Errorf("creating clone directory: %w", err)
 	}
 	r := &Repo{opts: opts, url: cleanURL, dir: dir, auth: auth}
+	// A server that never answers must not hang deliver: the clone gets the same bound as an
+	// update.
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+	defer cancel()
 	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
 		URL:             cleanURL,
 		Auth:            auth,
@@ -201,12 +206,13 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 		if pushErr == nil {
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
 		}
-		raced, err := r.lostRace(ctx, base, pushErr)
+		landed, err := r.lostRace(ctx, base, commit, pushErr)
 		if err != nil {
 			return Result{Attempts: attempt}, err
 		}
-		if !raced {
-			return Result{Attempts: attempt}, pushErr
+		if landed {
+			// The server took the push but its answer was lost: the tip is our commit.
+			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
 		}
 		if attempt >= r.opts.MaxAttempts {
 			return Result{Attempts: attempt}, fmt.Errorf("%w: %d attempts to push to %s (branch %s) all lost the race; raise --push-attempts or serialise the pipelines",
@@ -275,9 +281,11 @@ func (r *Repo) push(ctx context.Context) error {
 	return classify(fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch), err)
 }
 
-// lostRace decides whether a failed push lost a race: the remote tip moved past the commit the
-// attempt started from. Authentication and transport failures are returned as they are.
-func (r *Repo) lostRace(ctx context.Context, base plumbing.Hash, pushErr error) (bool, error) {
+// lostRace looks at the branch after a failed push. It returns landed when the tip is the
+// commit just pushed (the server took it, its answer was lost), nil when the push lost a race
+// (the tip moved past base, or git reported the ref changing under it) and may be retried, and
+// the push error otherwise (authentication, transport, a hook or protected branch).
+func (r *Repo) lostRace(ctx context.Context, base, commit plumbing.Hash, pushErr error) (landed bool, err error) {
 	if errors.Is(pushErr, ErrAuth) || errors.Is(pushErr, ErrNotFound) {
 		return false, pushErr
 	}
@@ -285,16 +293,14 @@ func (r *Repo) lostRace(ctx context.Context, base plumbing.Hash, pushErr error) 
 	if err != nil {
 		return false, fmt.Errorf("%w (and re-reading the branch after the failed push: %v)", pushErr, err)
 	}
-	if tip != base {
+	switch {
+	case tip == commit:
 		return true, nil
-	}
-	// The tip did not move, yet the ref update failed. Git reports a concurrent update it
-	// caught while locking the ref this way; the other push may still be in flight, so
-	// such failures are retried too. Anything else (a hook, a protected branch) is final.
-	if isRefLockFailure(pushErr) {
-		return true, nil
-	}
-	if errors.Is(pushErr, ErrUnreachable) {
+	case tip != base, isRefLockFailure(pushErr):
+		// Another push landed first, or git caught the ref changing under it while locking
+		// (the other push may still be in flight): retry on the new tip.
+		return false, nil
+	case errors.Is(pushErr, ErrUnreachable):
 		return false, pushErr
 	}
 	return false, fmt.Errorf("%w: %v", ErrRejected, pushErr)
@@ -352,6 +358,8 @@ func (r *Repo) resetToRemote(ctx context.Context) error {
 // Fetch re-reads the branch tip from the server and resets the clone to it. Callers that must
 // re-check something against the newest state (a revert) use it.
 func (r *Repo) Fetch(ctx context.Context) (plumbing.Hash, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
 	tip, err := r.fetch(ctx)
 	if err != nil {
 		return plumbing.ZeroHash, err
@@ -421,6 +429,8 @@ func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
 		return 0, err
 	}
 	remoteRef := plumbing.NewRemoteReferenceName("origin", r.opts.Branch)
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
 	err = r.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName:      "origin",
 		RefSpecs:        []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(r.opts.Branch).String() + ":" + remoteRef.String())},

@@ -178,6 +178,9 @@ func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
 		remote.WithTransport(c.base),
 		remote.WithUserAgent("deliver"),
 		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
+		// go-containerregistry's own retries of transient failures, with short pauses: its
+		// backoff sleeps without watching ctx, and the default (1s, 3s) overran --registry-timeout.
+		remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 	}
 }
 
