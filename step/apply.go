@@ -2,6 +2,7 @@ package step
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -110,6 +111,18 @@ func (a *applier) applyOptions(ns string, dryRun bool) cluster.ApplyOptions {
 	}
 }
 
+// deadline reports an operation that ran out of --timeout (and not because deliver was
+// interrupted) as the cluster not answering in time (exit code 6).
+func (a *applier) deadline(ctx, opCtx context.Context, what string, err error) error {
+	if err == nil || ctx.Err() != nil || errors.Is(err, cluster.ErrUnreachable) {
+		return err
+	}
+	if !errors.Is(opCtx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %s on %s took longer than --%s %s: %w", cluster.ErrUnreachable, what, a.client.Host(), flagTimeout, a.timeout, err)
+}
+
 // run applies the overlay at root/overlay (or its build, rendered, when already made) and
 // waits for it.
 func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap.ResMap, out *ci.Outcome) error {
@@ -122,6 +135,7 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 	// --timeout bounds the apply too: a hung API server must not hang deliver.
 	actx, cancel := context.WithTimeout(ctx, a.timeout)
 	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, false))
+	err = a.deadline(ctx, actx, "applying", err)
 	cancel()
 	if err != nil {
 		end(err)
@@ -171,6 +185,7 @@ func (a *applier) dryRun(ctx context.Context, root, overlay string, rendered res
 	end := a.r.rep.Phase("apply", fmt.Sprintf("server-side dry run of %d object(s)", len(objs)))
 	actx, cancel := context.WithTimeout(ctx, a.timeout)
 	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, true))
+	err = a.deadline(ctx, actx, "the server-side dry run", err)
 	cancel()
 	if err != nil {
 		end(err)

@@ -90,7 +90,7 @@ func ExitCode(err error) int {
 	case errors.Is(err, configrepo.ErrUnreachable), errors.Is(err, configrepo.ErrRejected), errors.Is(err, configrepo.ErrConflict),
 		errors.Is(err, configrepo.ErrNotFound):
 		return ExitPush
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	}
 	return ExitFailure

@@ -105,6 +105,7 @@ func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	opts.ForceConflicts = true
 	dctx, cancel := context.WithTimeout(ctx, ap.timeout)
 	diffs, err := ap.client.Diff(dctx, objs, opts)
+	err = ap.deadline(ctx, dctx, "the diff", err)
 	cancel()
 	if err != nil {
 		end(err)

@@ -167,15 +167,15 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 }
 
 // unreachable returns an error wrapping ErrUnreachable when the last read of every object that
-// is not Current failed to reach the cluster: the wait ended because the cluster stopped
-// answering, not because the rollout failed.
+// is not Current failed (refused, reset, or still hanging when the time ran out): the wait
+// ended because the cluster stopped answering, and nothing says the rollout failed.
 func unreachable(states []*objState) error {
 	var last error
 	for _, s := range states {
 		if s.current {
 			continue
 		}
-		if s.err == nil || !errors.Is(s.err, ErrUnreachable) {
+		if s.err == nil {
 			return nil
 		}
 		last = s.err
@@ -183,7 +183,10 @@ func unreachable(states []*objState) error {
 	if last == nil {
 		return nil
 	}
-	return fmt.Errorf("waiting for rollout: the cluster stopped answering: %w", last)
+	if errors.Is(last, ErrUnreachable) {
+		return fmt.Errorf("waiting for rollout: the cluster stopped answering: %w", last)
+	}
+	return fmt.Errorf("waiting for rollout: %w: the cluster stopped answering: %w", ErrUnreachable, last)
 }
 
 // expired reports whether ctx is done or its deadline has passed (client-go's
@@ -200,6 +203,10 @@ func expired(ctx context.Context) bool {
 // firstPollDelay is the wait before the second poll; later ones double up to the interval.
 const firstPollDelay = 100 * time.Millisecond
 
+// readTimeout bounds one read while waiting, so a cluster that stops answering shows up as
+// failed reads well before the wait's own deadline.
+const readTimeout = 5 * time.Second
+
 // observeAll reads every object that is not Current yet, at most applyWorkers at a time, and
 // records each one's status (or the error reading it in s.err).
 func (c *Client) observeAll(ctx context.Context, states []*objState) {
@@ -213,7 +220,15 @@ func (c *Client) observeAll(ctx context.Context, states []*objState) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s.err = c.observe(ctx, s)
+			rctx, cancel := context.WithTimeout(ctx, readTimeout)
+			err := c.observe(rctx, s)
+			cancel()
+			if err != nil && expired(ctx) {
+				// Cut short by the wait's own deadline: that says nothing about the cluster,
+				// so the last read's outcome stands.
+				return
+			}
+			s.err = err
 		}()
 	}
 	wg.Wait()

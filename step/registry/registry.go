@@ -140,7 +140,7 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	desc, err := remote.Head(r, c.remoteOptions(ctx)...)
+	desc, err := bounded(ctx, func() (*v1.Descriptor, error) { return remote.Head(r, c.remoteOptions(ctx)...) })
 	if err != nil {
 		return Resolved{}, c.classify(ctx, ref, err)
 	}
@@ -160,11 +160,13 @@ func (c *Client) Created(ctx context.Context, ref string) (time.Time, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	img, err := remote.Image(r, c.remoteOptions(ctx)...)
-	if err != nil {
-		return time.Time{}, c.classify(ctx, ref, err)
-	}
-	cfg, err := img.ConfigFile()
+	cfg, err := bounded(ctx, func() (*v1.ConfigFile, error) {
+		img, err := remote.Image(r, c.remoteOptions(ctx)...)
+		if err != nil {
+			return nil, err
+		}
+		return img.ConfigFile()
+	})
 	if err != nil {
 		return time.Time{}, c.classify(ctx, ref, fmt.Errorf("reading config: %w", err))
 	}
@@ -181,6 +183,28 @@ func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
 		// go-containerregistry's own retries of transient failures, with short pauses: its
 		// backoff sleeps without watching ctx, and the default (1s, 3s) overran --registry-timeout.
 		remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
+	}
+}
+
+// bounded runs f but returns as soon as ctx ends: go-containerregistry's retry backoff sleeps
+// without watching ctx, and --registry-timeout must hold. (f's goroutine finishes on its own; the
+// process is short-lived.)
+func bounded[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 

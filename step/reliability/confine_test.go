@@ -148,7 +148,6 @@ func TestNoPlugins(t *testing.T) {
 				t.Errorf("the error does not say plugins or functions are refused:\n%s", r.stderr)
 			}
 			t.Run("exit code", func(t *testing.T) {
-				knownBug(t, bugBuildExitCode)
 				if r.code != step.ExitUsage {
 					t.Errorf("exit %d, want %d (a kustomization that runs code is bad input)\n%s", r.code, step.ExitUsage, r)
 				}

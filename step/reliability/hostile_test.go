@@ -11,9 +11,6 @@ import (
 	"github.com/deliverhq/deliver/step"
 )
 
-// bugBuildExitCode: errors kustomize's own build reports are not classified.
-const bugBuildExitCode = "errors from kustomize's build (cycles, refused plugins, an overlay outside the repo) exit 1, not 2"
-
 // Limits every hostile input must stay within.
 const (
 	hostileMaxRSS  = 500 << 20
@@ -101,7 +98,7 @@ func TestHostileInput(t *testing.T) {
 		{name: "kustomization nested 10000 deep", overlay: overlayHead + "resources:\n  - ../../base\nx: " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n",
 			wantCode: step.ExitUsage, wantMsg: "overlays/staging/kustomization.yaml"},
 		{name: "kustomization that includes itself", overlay: overlayHead + "resources:\n  - ../../base\n  - ../staging\n",
-			wantCode: step.ExitUsage, wantMsg: "overlays/staging", codeBug: bugBuildExitCode},
+			wantCode: step.ExitUsage, wantMsg: "overlays/staging"},
 		// Alias bombs.
 		{name: "alias bomb in the kustomization", overlay: overlayHead + "resources:\n  - ../../base\n" + billionLaughs("x-bomb"),
 			wantCode: step.ExitUsage, wantMsg: "overlays/staging/kustomization.yaml"},
@@ -111,7 +108,7 @@ func TestHostileInput(t *testing.T) {
 			edit: func(f map[string]string) {
 				f["base/web.yaml"] += "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\n" + billionLaughs("data")
 			},
-			wantCode: step.ExitUsage, wantMsg: "base", bug: "an alias bomb in a base resource makes the build take gigabytes of memory"},
+			wantCode: step.ExitUsage, wantMsg: "base"},
 		{name: "alias bomb in the policy file", edit: func(f map[string]string) { f["deliver.yaml"] = billionLaughs("environments") },
 			wantCode: step.ExitUsage, wantMsg: "deliver.yaml"},
 		// Big files.
@@ -123,7 +120,7 @@ func TestHostileInput(t *testing.T) {
 				f["base/kustomization.yaml"] += "  - big.yaml\n"
 			},
 			wantCode: step.ExitUsage, wantMsg: "big.yaml",
-			bug: "the build reads files of any size (50 MB: ~30s, ~500 MB) inside the push's time limit, then reports the config repo unreachable"},
+		},
 		// Names and paths.
 		{name: "env with ..", flags: []string{"--env", "../production"}, wantCode: step.ExitUsage, wantMsg: "--env", noClone: true},
 		{name: "env with /", flags: []string{"--env", "staging/../../etc"}, wantCode: step.ExitUsage, wantMsg: "--env", noClone: true},
@@ -151,7 +148,7 @@ func TestHostileInput(t *testing.T) {
 		{name: "overlay dir symlinked out", seed: func(dir string) {
 			replaceWithSymlink(t, filepath.Join(dir, "overlays", "staging"), up+strings.TrimPrefix(outside, "/")+"/victim")
 		}, wantCode: step.ExitUsage, wantMsg: "outside the repository root",
-			bug: "a symlinked overlay directory makes deliver rewrite a kustomization.yaml outside the clone"},
+		},
 		{name: "policy file symlinked out", seed: func(dir string) { replaceWithSymlink(t, filepath.Join(dir, "deliver.yaml"), up+"etc/passwd") },
 			wantCode: step.ExitUsage, wantMsg: "deliver.yaml"},
 		// Remote and executable content.

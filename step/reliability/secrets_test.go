@@ -327,7 +327,6 @@ func TestSecretsNeverShown(t *testing.T) {
 
 			t.Run("ssh URL with a password", func(t *testing.T) {
 				if reporter == "github" {
-					knownBug(t, "the GitHub job summary and outputs are written unredacted (and ssh:// URLs keep their password in messages)")
 				}
 				// A password in an ssh:// URL means nothing to key authentication, but it is a
 				// credential in a URL: every message must redact it. The server is not there.
