@@ -4,6 +4,10 @@ GO ?= go
 # The Kubernetes test binaries live outside the clone so every clone (and CI) reuses them.
 K8S_BINS ?= $(or $(DELIVER_K8S_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/k8s-bins)
 export DELIVER_K8S_BINS := $(K8S_BINS)
+# The benchmark baseline's kustomize CLI, cached outside the clone the same way.
+BENCH_BINS ?= $(or $(DELIVER_BENCH_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/bench-bins)
+export DELIVER_BENCH_BINS := $(BENCH_BINS)
+BENCH_FLAGS ?=
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deliverhq/deliver/step.version=$(VERSION)
 TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=40m
@@ -16,7 +20,7 @@ help: ## list the targets
 build: ## build bin/deliver (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver .
 
-test: k8s-bins lint ## run every test (-race) against real git, registry and Kubernetes servers
+test: k8s-bins bench-bins lint ## run every test (-race) against real git, registry and Kubernetes servers (includes bench-smoke)
 	$(GO) test $(TEST_FLAGS) ./...
 
 lint: ## gofmt check and go vet
@@ -43,3 +47,30 @@ image: build ## build the container image without Docker: OCI layout in bin/imag
 
 citest-tools: ## install the pinned CI validators (action-validator, gitlab-ci-local) from hack/citest/package-lock.json
 	npm ci --prefix hack/citest --no-audit --no-fund
+
+.PHONY: bench bench-bins bench-smoke stress
+
+bench-bins: ## build the kustomize CLI for the benchmark baseline (cached, like k8s-bins)
+	hack/bench-bins.sh "$(BENCH_BINS)"
+
+bench: k8s-bins bench-bins build ## benchmark deliver against the scripted baseline (P1-P5) and write BENCHMARKS.md; BENCH_FLAGS=--latency=20ms
+	$(GO) run ./bench --deliver bin/deliver --write BENCHMARKS.md $(BENCH_FLAGS)
+
+bench-smoke: k8s-bins bench-bins ## every benchmark scenario at tiny sizes, checking correctness only (go test ./bench; part of make test)
+	$(GO) test -count=1 -run 'TestSmoke|TestWriteSection|TestParsePhases' ./bench
+
+stress: k8s-bins bench-bins build ## contention at 32 pipelines x 20 trials: zero lost, linear history, every commit renders; into BENCHMARKS.md
+	$(GO) run ./bench --deliver bin/deliver --stress --write BENCHMARKS.md $(BENCH_FLAGS)
+
+.PHONY: fuzz
+
+FUZZTIME ?= 20s
+
+fuzz: ## run every fuzz target in the module for FUZZTIME each (default 20s), one after another
+	@set -e; for file in $$(grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' . | sort); do \
+	  dir=$$(dirname "$$file"); \
+	  for target in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
+	    echo "fuzz: $$target in $$dir for $(FUZZTIME)"; \
+	    $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) "$$dir"; \
+	  done; \
+	done
