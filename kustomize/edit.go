@@ -554,8 +554,28 @@ func (ed *editor) addImagesKey(imgs []types.Image) error {
 		lines = append(lines, blockEntry(img, nil, dashCol, dashCol+2)...)
 	}
 	endsWithNL := len(s.data) == 0 || s.data[len(s.data)-1] == '\n'
+	if !endsWithNL && s.root != nil && endsInBlockScalar(s.root) {
+		// The file ends inside a block scalar ("key: |" or ">") with no final newline:
+		// a line break after it would become part of its value. Put images first instead.
+		off := s.offset(s.root.Content[0])
+		if off < 0 || len(bytes.TrimLeft(s.data[s.lineOf(off):off], " ")) > 0 {
+			return layoutErr(s.root, "cannot add images: the file ends in a block scalar without a final newline, and its first key does not start a line")
+		}
+		start := s.lineOf(off)
+		ed.add(start, start, joinLines(lines, s.nl, true))
+		return nil
+	}
 	ed.add(len(s.data), len(s.data), joinLines(lines, s.nl, endsWithNL))
 	return nil
+}
+
+// endsInBlockScalar reports whether the last value in n, in document order, is a literal
+// (|) or folded (>) block scalar.
+func endsInBlockScalar(n *yaml.Node) bool {
+	for len(n.Content) > 0 {
+		n = n.Content[len(n.Content)-1]
+	}
+	return n.Kind == yaml.ScalarNode && n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0
 }
 
 // listIndent is how far the file indents block lists under their key: the first

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"go.yaml.in/yaml/v3"
@@ -40,19 +39,12 @@ func checkBuildFile(path string) error {
 	if !bytes.Contains(data, []byte("*")) {
 		return nil // no aliases: nothing can expand
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var doc yaml.Node
-		if err := dec.Decode(&doc); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return nil // not YAML this parser reads: kustomize reports it
-		}
-		if n := expandedNodes(&doc, map[*yaml.Node]int{}, maxExpandedNodes); n > maxExpandedNodes {
+	return eachDocument(data, func(doc *yaml.Node) error {
+		if n := expandedNodes(doc, map[*yaml.Node]int{}, maxExpandedNodes); n > maxExpandedNodes {
 			return fmt.Errorf("%w: %s: its YAML aliases expand to more than %d nodes", ErrTooLarge, path, maxExpandedNodes)
 		}
-	}
+		return nil
+	})
 }
 
 // expandedNodes counts the nodes of n with every alias replaced by what it points to, stopping

@@ -2,6 +2,7 @@ package kustomize
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,6 +57,13 @@ func (w *refWalker) walk(dir string, top bool) error {
 	data, err := os.ReadFile(kfile)
 	if err != nil {
 		return &FileError{Path: w.rel(kfile), Err: fmt.Errorf("reading: %w", err)}
+	}
+	if err := checkDuplicateKeys(data); err != nil {
+		var fe *FileError
+		if errors.As(err, &fe) {
+			fe.Path = w.rel(kfile)
+		}
+		return err
 	}
 	var k types.Kustomization
 	if err := k.Unmarshal(data); err != nil {
