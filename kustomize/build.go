@@ -67,15 +67,32 @@ func build(root, overlay string) (resmap.ResMap, error) {
 	if dir, err = fsys.check(dir); err != nil {
 		return nil, err
 	}
-	if err := checkReferences(fsys, dir); err != nil {
+	plan, err := checkReferences(fsys, dir)
+	if err != nil {
 		return nil, err
 	}
+	run := krustyRun(dir)
+	if rm, err := fastImages(fsys, plan, run); err == nil {
+		return rm, nil
+	}
+	// Not applicable, or it failed: kustomize as it is decides, and words any error.
+	return run(fsys, nil)
+}
 
-	return guarded(func() (resmap.ResMap, error) {
-		opts := krusty.MakeDefaultOptions()
-		opts.PluginConfig = types.DisabledPluginConfig()
-		return krusty.MakeKustomizer(opts).Run(fsys, dir)
-	})
+// krustyRun returns a function that runs kustomize on the overlay in dir over a file
+// system, then after (if not nil) on the result, holding buildMu throughout.
+func krustyRun(dir string) func(fsys *confinedFS, after func(resmap.ResMap) error) (resmap.ResMap, error) {
+	return func(fsys *confinedFS, after func(resmap.ResMap) error) (resmap.ResMap, error) {
+		return guarded(func() (resmap.ResMap, error) {
+			opts := krusty.MakeDefaultOptions()
+			opts.PluginConfig = types.DisabledPluginConfig()
+			rm, err := krusty.MakeKustomizer(opts).Run(fsys, dir)
+			if err == nil && after != nil {
+				err = after(rm)
+			}
+			return rm, err
+		})
+	}
 }
 
 // guarded runs a kustomize call holding buildMu, turns a panic into an error and resets

@@ -1,6 +1,7 @@
 package kustomize
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,9 @@ import (
 type confinedFS struct {
 	root string // absolute, symlinks resolved
 	disk filesys.FileSystem
+	// replaced maps resolved paths to the content ReadFile returns for them instead of
+	// the disk's (see withContent); Open refuses them.
+	replaced map[string][]byte
 }
 
 var _ filesys.FileSystem = (*confinedFS)(nil)
@@ -113,11 +117,22 @@ func (c *confinedFS) RemoveAll(p string) error { return errReadOnly("remove", p)
 // WriteFile is refused: builds do not write.
 func (c *confinedFS) WriteFile(p string, _ []byte) error { return errReadOnly("write", p) }
 
+// withContent returns a copy of c on which ReadFile of the file at the resolved path real
+// returns data instead of what is on disk. Open of that file is refused.
+func (c *confinedFS) withContent(real string, data []byte) *confinedFS {
+	cp := *c
+	cp.replaced = map[string][]byte{real: data}
+	return &cp
+}
+
 // Open opens p for reading if it resolves inside root.
 func (c *confinedFS) Open(p string) (filesys.File, error) {
 	real, err := c.check(p)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := c.replaced[real]; ok {
+		return nil, fmt.Errorf("open %s: replaced in memory; only ReadFile serves it", p)
 	}
 	if err := checkBuildFile(real); err != nil {
 		return nil, err
@@ -185,6 +200,9 @@ func (c *confinedFS) ReadFile(p string) ([]byte, error) {
 	real, err := c.check(p)
 	if err != nil {
 		return nil, err
+	}
+	if data, ok := c.replaced[real]; ok {
+		return bytes.Clone(data), nil
 	}
 	if err := checkBuildFile(real); err != nil {
 		return nil, err

@@ -22,14 +22,32 @@ import (
 //   - Helm charts, which deliver does not render.
 //
 // Entries that do not exist are left for kustomize to report.
-func checkReferences(fsys *confinedFS, dir string) error {
-	w := &refWalker{fsys: fsys, seen: map[string]bool{}}
-	return w.walk(dir, true)
+func checkReferences(fsys *confinedFS, dir string) (*buildPlan, error) {
+	w := &refWalker{fsys: fsys, seen: map[string]bool{}, plan: &buildPlan{}}
+	if err := w.walk(dir, true); err != nil {
+		return nil, err
+	}
+	return w.plan, nil
 }
 
 type refWalker struct {
 	fsys *confinedFS
 	seen map[string]bool // resolved directories already checked
+	plan *buildPlan
+}
+
+// buildPlan is what checkReferences learnt about the build that decides how its images
+// are set (see fastImages).
+type buildPlan struct {
+	// topPath and top are the overlay's own kustomization file and its content; topK is
+	// it parsed, with kustomize's fixes applied (imageTags merged into images).
+	topPath string
+	top     []byte
+	topK    types.Kustomization
+	// custom is set when some kustomization in the build has vars, configurations or
+	// crds: these change which fields hold images or read them after the image
+	// transformer ran.
+	custom bool
 }
 
 func (w *refWalker) walk(dir string, top bool) error {
@@ -71,6 +89,12 @@ func (w *refWalker) walk(dir string, top bool) error {
 	}
 	k.FixKustomization()
 	f := &kustFile{w: w, path: kfile, dir: dir, data: data}
+	if top {
+		w.plan.topPath, w.plan.top, w.plan.topK = kfile, data, k
+	}
+	if len(k.Vars) > 0 || len(k.Configurations) > 0 || len(k.Crds) > 0 {
+		w.plan.custom = true
+	}
 
 	if len(k.HelmCharts) > 0 || len(k.HelmChartInflationGenerator) > 0 || k.HelmGlobals != nil {
 		return f.errorf("", "helm charts are not supported: deliver does not run helm")
