@@ -37,8 +37,9 @@ func TestContentionExperiment(t *testing.T) {
 	f := Fixture{Services: services(n), Env: "p2", NS: "p2", Registry: "registry.example.com", Tag: "1.0.0"}
 	cheapRoot := writeFixture(t, Fixture{Services: services(n), Env: "p2", NS: "p2"})
 	noImages(t, filepath.Join(cheapRoot, "overlays", "p2", "kustomization.yaml"))
+	// deliverBackoff is deliver's backoff before F2; wide is the one it has since.
 	deliverBackoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 400 * time.Millisecond}
-	wide := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Cap: 2 * time.Second}
+	wide := configrepo.DefaultBackoff()
 	for _, v := range []struct {
 		name    string
 		backoff wait.Backoff
@@ -46,7 +47,7 @@ func TestContentionExperiment(t *testing.T) {
 		// tip it fetched before sleeping).
 		fresh, cheap bool
 	}{
-		{"deliver today (stale tip after backoff), full render", deliverBackoff, false, false},
+		{"deliver before 203ae04 (stale tip after backoff), full render", deliverBackoff, false, false},
 		{"fresh tip after backoff, full render", deliverBackoff, true, false},
 		{"fresh tip, backoff 50ms×2 cap 2s, full render", wide, true, false},
 		{"fresh tip, render without images:", deliverBackoff, true, true},

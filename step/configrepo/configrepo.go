@@ -60,10 +60,18 @@ type Options struct {
 	// (default 2m).
 	Timeout time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means the default:
-	// 20ms growing 1.5× per attempt with full jitter, capped at 400ms. Every lost race means
-	// another push landed, so the branch always makes progress; long sleeps would only leave
-	// it idle. The backoff spreads the contenders, it does not need to wait for them.
+	// 50ms doubling per attempt, capped at 2s, each sleep stretched by a random 0-100%
+	// (full jitter). Every lost race means another push landed, so the branch makes
+	// progress whoever waits; what the backoff must do is spread the losers over time so
+	// that they stop colliding. A narrower one (20ms × 1.5, capped at 400ms) kept 31
+	// losers retrying within the time one attempt takes and made 60% more attempts at 32
+	// concurrent pipelines (BENCHMARKS.md, F2).
 	Backoff wait.Backoff
+}
+
+// DefaultBackoff returns the backoff between push attempts used when Options.Backoff is zero.
+func DefaultBackoff() wait.Backoff {
+	return wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Cap: 2 * time.Second}
 }
 
 // Repo is a shallow clone of one branch of the config repository.
@@ -89,7 +97,7 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 		opts.Timeout = 2 * time.Minute
 	}
 	if opts.Backoff.Duration == 0 {
-		opts.Backoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: 400 * time.Millisecond}
+		opts.Backoff = DefaultBackoff()
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
