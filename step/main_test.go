@@ -167,10 +167,10 @@ type servers struct {
 	url  string // its clone URL
 }
 
-// newServers starts a git server with the app's config repo and a registry.
-func newServers(t *testing.T, a app) *servers {
+// newServers starts a git server (with gitOpts) with the app's config repo and a registry.
+func newServers(t *testing.T, a app, gitOpts ...testenv.GitOption) *servers {
 	t.Helper()
-	s := &servers{git: testenv.NewGitServer(t), reg: testenv.NewRegistry(t), repo: "config"}
+	s := &servers{git: testenv.NewGitServer(t, gitOpts...), reg: testenv.NewRegistry(t), repo: "config"}
 	seed := t.TempDir()
 	writeFiles(t, seed, a.files(s.reg.Host))
 	url, err := s.git.CreateRepo(s.repo, "main", seed)

@@ -69,6 +69,8 @@ func TestResolveErrors(t *testing.T) {
 		{"missing repository", good, reg.Ref("team/nope", "1.0.0"), registry.ErrNotFound},
 		{"missing digest", good, reg.DigestRef("team/web", other), registry.ErrNotFound},
 		{"wrong password", bad, reg.Ref("team/web", "1.0.0"), registry.ErrUnauthorized},
+		// TLS verification is on by default: a certificate from an unknown authority is refused.
+		{"untrusted certificate", registry.New(registry.Options{Username: "ci", Password: "registry-s3cret", Timeout: 5 * time.Second}), reg.Ref("team/web", "1.0.0"), registry.ErrUnreachable},
 		{"unreachable", registry.New(registry.Options{Timeout: 5 * time.Second}), deadAddr + "/team/web:1.0.0", registry.ErrUnreachable},
 		{"not a reference", good, "UPPER/Case:tag with space", registry.ErrInvalidRef},
 	}
