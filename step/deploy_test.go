@@ -9,30 +9,24 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step"
 	"github.com/deliverhq/deliver/step/release"
 )
 
-const stagingImages = `images:
-  # web is built by team web's pipeline
-  - name: web
-    newName: {registry}/team/web
-    newTag: "0.9.0" # first release
-`
-
 func TestDeployNoApply(t *testing.T) {
 	t.Parallel()
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg", "production": "prod"}, overlayImages: stagingImages})
-	digest := s.push(t, "team/web", "1.4.3")
-	before := s.file(t, "overlays/staging/kustomization.yaml")
-	prodBefore := s.file(t, "overlays/production/kustomization.yaml")
-	image := "web=" + s.reg.Ref("team/web", "1.4.3")
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": "stg", "production": "prod"}, OverlayImages: fixture.StagingImages})
+	digest := s.PushImage(t, "team/web", "1.4.3")
+	before := s.File(t, "overlays/staging/kustomization.yaml")
+	prodBefore := s.File(t, "overlays/production/kustomization.yaml")
+	image := "web=" + s.Reg.Ref("team/web", "1.4.3")
 
 	env := []string{"GITLAB_CI=true", "CI_PROJECT_URL=https://gitlab.example.com/team/web", "CI_COMMIT_SHA=0123abc",
 		"CI_PIPELINE_URL=https://gitlab.example.com/team/web/-/pipelines/42", "CI_PIPELINE_SOURCE=push",
 		"GITLAB_USER_NAME=Ada", "GITLAB_USER_EMAIL=ada@example.com"}
-	r := run(t, env, args([]string{"deploy", "--env", "staging", "--image", image, "--no-apply"}, s.gitArgs())...)
+	r := run(t, env, args([]string{"deploy", "--env", "staging", "--image", image, "--no-apply"}, s.GitArgs())...)
 	if r.code != 0 {
 		t.Fatalf("deploy failed:\n%s", r)
 	}
@@ -48,18 +42,18 @@ func TestDeployNoApply(t *testing.T) {
 	}
 
 	// Only the changed values differ, byte for byte.
-	pinned := s.reg.Host + "/team/web"
+	pinned := s.Reg.Host + "/team/web"
 	want := strings.Replace(before, "    newTag: \"0.9.0\" # first release\n",
 		"    newTag: \"1.4.3\" # first release\n    digest: "+digest+"\n", 1)
-	if got := s.file(t, "overlays/staging/kustomization.yaml"); got != want {
+	if got := s.File(t, "overlays/staging/kustomization.yaml"); got != want {
 		t.Errorf("kustomization after deploy:\n%s\nwant:\n%s", got, want)
 	}
-	if got := s.file(t, "overlays/production/kustomization.yaml"); got != prodBefore {
+	if got := s.File(t, "overlays/production/kustomization.yaml"); got != prodBefore {
 		t.Errorf("production overlay changed:\n%s", got)
 	}
 
 	// The commit records what happened, machine-readably.
-	log, err := s.git.Log(s.repo, "main")
+	log, err := s.Git.Log(s.Name, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +78,11 @@ func TestDeployNoApply(t *testing.T) {
 	}
 
 	// The same deploy again: nothing to commit.
-	r = run(t, env, args([]string{"deploy", "--env", "staging", "--image", image, "--no-apply"}, s.gitArgs())...)
+	r = run(t, env, args([]string{"deploy", "--env", "staging", "--image", image, "--no-apply"}, s.GitArgs())...)
 	if r.code != 0 || !strings.Contains(r.stdout, "changed=false") || !strings.Contains(r.stderr, "already up to date") {
 		t.Fatalf("second deploy:\n%s", r)
 	}
-	if n := s.commits(t); n != 2 {
+	if n := s.Commits(t); n != 2 {
 		t.Fatalf("second deploy made a commit: %d commits", n)
 	}
 }
@@ -105,10 +99,10 @@ func TestContention(t *testing.T) {
 	}
 	for trial := 1; trial <= 3; trial++ {
 		t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) {
-			s := newServers(t, app{services: services, envs: map[string]string{"staging": "stg"}})
+			s := newServers(t, fixture.App{Services: services, WithServices: true, Envs: map[string]string{"staging": "stg"}})
 			digests := map[string]string{}
 			for _, svc := range services {
-				digests[svc] = s.push(t, "team/"+svc, "1.0.0")
+				digests[svc] = s.PushImage(t, "team/"+svc, "1.0.0")
 			}
 			var wg sync.WaitGroup
 			results := make([]result, n)
@@ -117,7 +111,7 @@ func TestContention(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					results[i] = run(t, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "50",
-						"--image", svc + "=" + s.reg.Ref("team/"+svc, "1.0.0")}, s.gitArgs())...)
+						"--image", svc + "=" + s.Reg.Ref("team/"+svc, "1.0.0")}, s.GitArgs())...)
 				}()
 			}
 			wg.Wait()
@@ -143,7 +137,7 @@ func TestContention(t *testing.T) {
 
 			// All 16 entries present, each pinned to its digest.
 			dir := t.TempDir()
-			writeFiles(t, dir, map[string]string{"kustomization.yaml": s.file(t, "overlays/staging/kustomization.yaml")})
+			fixture.WriteFiles(t, dir, map[string]string{"kustomization.yaml": s.File(t, "overlays/staging/kustomization.yaml")})
 			_, images, err := kustomize.ReadImages(dir)
 			if err != nil {
 				t.Fatal(err)
@@ -158,7 +152,7 @@ func TestContention(t *testing.T) {
 				}
 			}
 			// Linear history: seed + 16 commits, each with one parent; every commit renders.
-			log, err := s.git.Log(s.repo, "main")
+			log, err := s.Git.Log(s.Name, "main")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -169,7 +163,7 @@ func TestContention(t *testing.T) {
 				if c.NumParents() > 1 {
 					t.Errorf("merge commit %s in a history that must be linear", c.Hash)
 				}
-				checkRenders(t, s.git.BareDir(s.repo), c.Hash.String())
+				checkRenders(t, s.Git.BareDir(s.Name), c.Hash.String())
 			}
 		})
 	}
@@ -190,9 +184,9 @@ func checkRenders(t *testing.T, bare, commit string) {
 
 func TestDeployFailures(t *testing.T) {
 	t.Parallel()
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg"}, overlayImages: stagingImages})
-	s.push(t, "team/web", "1.4.3")
-	good := "web=" + s.reg.Ref("team/web", "1.4.3")
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
+	s.PushImage(t, "team/web", "1.4.3")
+	good := "web=" + s.Reg.Ref("team/web", "1.4.3")
 	deploy := []string{"deploy", "--no-apply"}
 
 	tests := []struct {
@@ -204,37 +198,37 @@ func TestDeployFailures(t *testing.T) {
 		wantErr  string
 		noClone  bool
 	}{
-		{name: "missing tag", args: args(deploy, []string{"--env", "staging", "--image", "web=" + s.reg.Ref("team/web", "9.9.9")}, s.gitArgs()),
+		{name: "missing tag", args: args(deploy, []string{"--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", "9.9.9")}, s.GitArgs()),
 			wantCode: step.ExitImageNotFound, wantErr: "does not exist", noClone: true},
-		{name: "wrong token", args: args(deploy, []string{"--env", "staging", "--image", good, "--config-repo", s.url, "--git-token", "glpat-WRONGTOKEN0123456789"}),
+		{name: "wrong token", args: args(deploy, []string{"--env", "staging", "--image", good, "--config-repo", s.URL, "--git-token", "glpat-WRONGTOKEN0123456789"}),
 			wantCode: step.ExitAuth, wantErr: "refused the credentials"},
-		{name: "wrong token from env", args: args(deploy, []string{"--env", "staging", "--image", good, "--config-repo", s.url}),
+		{name: "wrong token from env", args: args(deploy, []string{"--env", "staging", "--image", good, "--config-repo", s.URL}),
 			env: []string{"DELIVER_GIT_TOKEN=glpat-WRONGTOKEN0123456789"}, wantCode: step.ExitAuth, wantErr: "refused the credentials"},
-		{name: "env with dots", args: args(deploy, []string{"--env", "../prod", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
-		{name: "env with slash", args: args(deploy, []string{"--env", "a/b", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
-		{name: "empty env", args: args(deploy, []string{"--env", "", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
-		{name: "env with newline", args: args(deploy, []string{"--env", "stag\ning", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
-		{name: "no overlay", args: args(deploy, []string{"--env", "qa", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "no overlay at overlays/qa"},
-		{name: "template escapes", args: args(deploy, []string{"--env", "staging", "--path-template", "../{env}", "--image", good}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--path-template", noClone: true},
-		{name: "bad image", args: args(deploy, []string{"--env", "staging", "--image", "web=Not A Ref:$(rm -rf /)"}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--image", noClone: true},
-		{name: "no image", args: args(deploy, []string{"--env", "staging"}, s.gitArgs()), wantCode: step.ExitUsage, wantErr: "--image", noClone: true},
+		{name: "env with dots", args: args(deploy, []string{"--env", "../prod", "--image", good}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "env with slash", args: args(deploy, []string{"--env", "a/b", "--image", good}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "empty env", args: args(deploy, []string{"--env", "", "--image", good}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "env with newline", args: args(deploy, []string{"--env", "stag\ning", "--image", good}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--env", noClone: true},
+		{name: "no overlay", args: args(deploy, []string{"--env", "qa", "--image", good}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "no overlay at overlays/qa"},
+		{name: "template escapes", args: args(deploy, []string{"--env", "staging", "--path-template", "../{env}", "--image", good}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--path-template", noClone: true},
+		{name: "bad image", args: args(deploy, []string{"--env", "staging", "--image", "web=Not A Ref:$(rm -rf /)"}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--image", noClone: true},
+		{name: "no image", args: args(deploy, []string{"--env", "staging"}, s.GitArgs()), wantCode: step.ExitUsage, wantErr: "--image", noClone: true},
 		{name: "no config repo", args: args(deploy, []string{"--env", "staging", "--image", good}), wantCode: step.ExitUsage, wantErr: "--config-repo", noClone: true},
 		{name: "unknown flag", args: args(deploy, []string{"--env", "staging", "--frobnicate"}), wantCode: step.ExitUsage, wantErr: "frobnicate", noClone: true},
 		{name: "unknown command", args: []string{"deploi"}, wantCode: step.ExitUsage, wantErr: "unknown command", noClone: true},
-		{name: "hook rejects", args: args(deploy, []string{"--env", "staging", "--image", good}, s.gitArgs()),
+		{name: "hook rejects", args: args(deploy, []string{"--env", "staging", "--image", good}, s.GitArgs()),
 			hook: "#!/bin/sh\necho 'protected branch: pushes need a merge request' >&2\nexit 1\n", wantCode: step.ExitPush, wantErr: "protected branch: pushes need a merge request"},
 	}
 	// Subtests share the servers, so they run one after another.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.hook != "" {
-				if err := s.git.SetHook(s.repo, "pre-receive", tt.hook); err != nil {
+				if err := s.Git.SetHook(s.Name, "pre-receive", tt.hook); err != nil {
 					t.Fatal(err)
 				}
-				defer s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\nexit 0\n")
+				defer s.Git.SetHook(s.Name, "pre-receive", "#!/bin/sh\nexit 0\n")
 			}
-			head, _ := s.git.Head(s.repo, "main")
-			requests := s.git.Requests()
+			head, _ := s.Git.Head(s.Name, "main")
+			requests := s.Git.Requests()
 			r := run(t, tt.env, tt.args...)
 			if r.code != tt.wantCode {
 				t.Fatalf("exit code %d, want %d\n%s", r.code, tt.wantCode, r)
@@ -242,14 +236,14 @@ func TestDeployFailures(t *testing.T) {
 			if !strings.Contains(r.stderr, tt.wantErr) {
 				t.Errorf("stderr does not mention %q:\n%s", tt.wantErr, r.stderr)
 			}
-			if strings.Contains(r.stdout+r.stderr, "WRONGTOKEN") || strings.Contains(r.stdout+r.stderr, s.git.Password) {
+			if strings.Contains(r.stdout+r.stderr, "WRONGTOKEN") || strings.Contains(r.stdout+r.stderr, s.Git.Password) {
 				t.Errorf("a secret is in the output:\n%s", r)
 			}
-			if after, _ := s.git.Head(s.repo, "main"); after != head {
+			if after, _ := s.Git.Head(s.Name, "main"); after != head {
 				t.Errorf("branch moved from %s to %s", head, after)
 			}
-			if tt.noClone && s.git.Requests() != requests {
-				t.Errorf("the git server was contacted (%d requests) although the input was refused first", s.git.Requests()-requests)
+			if tt.noClone && s.Git.Requests() != requests {
+				t.Errorf("the git server was contacted (%d requests) although the input was refused first", s.Git.Requests()-requests)
 			}
 		})
 	}
@@ -259,7 +253,7 @@ func TestSetImageCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	original := "# staging\nresources:\n  - ../../base\n\nimages:\n  - name: web # the web app\n    newTag: 1.0.0   # keep this comment\n  - name: api\n    newTag: \"2\"\n"
-	writeFiles(t, dir, map[string]string{"kustomization.yaml": original})
+	fixture.WriteFiles(t, dir, map[string]string{"kustomization.yaml": original})
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	r := run(t, nil, "set-image", "--dir", dir, "web=registry.example.com/team/web:1.4.2@"+digest)
 	if r.code != 0 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 	"github.com/deliverhq/deliver/step/release"
 )
@@ -24,15 +25,15 @@ var (
 
 func TestLocksAndManualOnlyEnvironments(t *testing.T) {
 	t.Parallel()
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg", "production": "prod"}, overlayImages: stagingImages, policy: productionPolicy})
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": "stg", "production": "prod"}, OverlayImages: fixture.StagingImages, Policy: productionPolicy})
 	for _, tag := range []string{"1.0.0", "1.1.0", "1.2.0"} {
-		s.push(t, "team/web", tag)
+		s.PushImage(t, "team/web", tag)
 	}
 	deploy := func(env []string, envName, tag string, extra ...string) result {
-		return run(t, env, args([]string{"deploy", "--no-apply", "--env", envName, "--image", "web=" + s.reg.Ref("team/web", tag)}, extra, s.gitArgs())...)
+		return run(t, env, args([]string{"deploy", "--no-apply", "--env", envName, "--image", "web=" + s.Reg.Ref("team/web", tag)}, extra, s.GitArgs())...)
 	}
 	ops := func(env []string, cmd ...string) result {
-		return run(t, env, args(cmd, s.gitArgs())...)
+		return run(t, env, args(cmd, s.GitArgs())...)
 	}
 
 	// Production accepts manual runs only.
@@ -52,7 +53,7 @@ func TestLocksAndManualOnlyEnvironments(t *testing.T) {
 	if r := ops(manual, "lock", "--env", "staging", "--image", "web", "--reason", "incident 42"); r.code != 0 {
 		t.Fatalf("lock:\n%s", r)
 	}
-	head, _ := s.git.Head(s.repo, "main")
+	head, _ := s.Git.Head(s.Name, "main")
 	// Automation cannot undo the rollback while the lock holds, and neither can a person
 	// without --force.
 	r := deploy(automated, "staging", "1.2.0")
@@ -65,7 +66,7 @@ func TestLocksAndManualOnlyEnvironments(t *testing.T) {
 	if r := deploy(automated, "staging", "1.2.0", "--force"); r.code != step.ExitUsage {
 		t.Fatalf("automated --force must be refused as bad input:\n%s", r)
 	}
-	if after, _ := s.git.Head(s.repo, "main"); after != head {
+	if after, _ := s.Git.Head(s.Name, "main"); after != head {
 		t.Fatal("a refused deploy pushed")
 	}
 	if r := ops(manual, "unlock", "--env", "staging", "--image", "web"); r.code != 0 {
@@ -81,14 +82,14 @@ func TestLocksAndManualOnlyEnvironments(t *testing.T) {
 	if r := deploy(manual, "staging", "1.1.0", "--force", "--reason", "hotfix"); r.code != 0 {
 		t.Fatalf("forced deploy:\n%s", r)
 	}
-	log, _ := s.git.Log(s.repo, "main")
+	log, _ := s.Git.Log(s.Name, "main")
 	rec, err := release.Parse(log[0].Message)
 	if err != nil || !rec.Forced || rec.Trigger != "manual" || rec.Reason != "hotfix" {
 		t.Fatalf("forced deploy record: %+v, %v", rec, err)
 	}
 
 	// History lists all of it, newest first, with the right triggers.
-	r = run(t, nil, args([]string{"history", "--env", "staging", "--json"}, s.gitArgs())...)
+	r = run(t, nil, args([]string{"history", "--env", "staging", "--json"}, s.GitArgs())...)
 	if r.code != 0 {
 		t.Fatalf("history:\n%s", r)
 	}
@@ -97,7 +98,7 @@ func TestLocksAndManualOnlyEnvironments(t *testing.T) {
 			t.Errorf("history lacks %s:\n%s", want, r.stdout)
 		}
 	}
-	r = run(t, nil, args([]string{"history", "--env", "staging", "--image", "web"}, s.gitArgs())...)
+	r = run(t, nil, args([]string{"history", "--env", "staging", "--image", "web"}, s.GitArgs())...)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if r.code != 0 || len(lines) != 8 || !strings.HasPrefix(lines[0], "TIME") || !strings.Contains(lines[1], "deploy") || !strings.Contains(lines[1], "1.2.0") || !strings.Contains(lines[1], "1.1.0") {
 		t.Fatalf("history table (want header + 7 changes, newest first):\n%s", r.stdout)
@@ -108,21 +109,21 @@ func TestRollbackToPreviousRelease(t *testing.T) {
 	t.Parallel()
 	cl := testenv.SharedCluster(t)
 	ns := uniqueNS("rollback")
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": ns}, overlayImages: stagingImages})
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": ns}, OverlayImages: fixture.StagingImages})
 	digests := map[string]string{}
 	kube := []string{"--kubeconfig", cl.Kubeconfig, "--timeout", "60s"}
 	for _, tag := range []string{"1.0.0", "1.1.0", "1.2.0"} {
-		digests[tag] = s.push(t, "team/web", tag)
-		if r := run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", tag)}, kube, s.gitArgs())...); r.code != 0 {
+		digests[tag] = s.PushImage(t, "team/web", tag)
+		if r := run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", tag)}, kube, s.GitArgs())...); r.code != 0 {
 			t.Fatalf("deploy %s:\n%s", tag, r)
 		}
 	}
 	for _, want := range []string{"1.1.0", "1.0.0"} {
-		r := run(t, manual, args([]string{"rollback", "--env", "staging", "--image", "web"}, kube, s.gitArgs())...)
+		r := run(t, manual, args([]string{"rollback", "--env", "staging", "--image", "web"}, kube, s.GitArgs())...)
 		if r.code != 0 {
 			t.Fatalf("rollback:\n%s", r)
 		}
-		ref := s.reg.Host + "/team/web:" + want + "@" + digests[want]
+		ref := s.Reg.Host + "/team/web:" + want + "@" + digests[want]
 		if img, ready := runningImage(t, cl, ns, "web"); img != ref || ready != "1/1" {
 			t.Fatalf("after rollback the Deployment runs %s (%s), want %s", img, ready, ref)
 		}
@@ -133,7 +134,7 @@ func TestRollbackToPreviousRelease(t *testing.T) {
 		}
 	}
 	// Nothing before 1.0.0 but the fixture's 0.9.0, which was never pushed: refused, not applied.
-	r := run(t, manual, args([]string{"rollback", "--env", "staging", "--image", "web"}, kube, s.gitArgs())...)
+	r := run(t, manual, args([]string{"rollback", "--env", "staging", "--image", "web"}, kube, s.GitArgs())...)
 	if r.code != step.ExitImageNotFound {
 		t.Fatalf("rollback past the first release:\n%s", r)
 	}
@@ -141,7 +142,7 @@ func TestRollbackToPreviousRelease(t *testing.T) {
 
 func TestDowngradeGuard(t *testing.T) {
 	t.Parallel()
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg"}, overlayImages: stagingImages})
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
 	older, err := testenv.RandomImage(time.Now().Add(-48 * time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -151,14 +152,14 @@ func TestDowngradeGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Tags alone would say the old build is newer: creation time decides.
-	if _, err := s.reg.PushImage("team/web", older, "9.0.0"); err != nil {
+	if _, err := s.Reg.PushImage("team/web", older, "9.0.0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.reg.PushImage("team/web", newer, "1.0.0"); err != nil {
+	if _, err := s.Reg.PushImage("team/web", newer, "1.0.0"); err != nil {
 		t.Fatal(err)
 	}
 	deploy := func(env []string, tag string) result {
-		return run(t, env, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", tag)}, s.gitArgs())...)
+		return run(t, env, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", tag)}, s.GitArgs())...)
 	}
 	if r := deploy(automated, "1.0.0"); r.code != 0 {
 		t.Fatalf("deploy of the newer build:\n%s", r)
@@ -174,29 +175,29 @@ func TestDowngradeGuard(t *testing.T) {
 
 func TestPromoteCopiesDigests(t *testing.T) {
 	t.Parallel()
-	s := newServers(t, app{services: []string{"web", "api"}, envs: map[string]string{"staging": "stg", "production": "prod"}, policy: productionPolicy})
-	webDigest := s.push(t, "team/web", "2.0.0")
-	s.push(t, "team/api", "3.1.0")
-	if r := run(t, automated, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", "2.0.0"), "--image", "api=" + s.reg.Ref("team/api", "3.1.0")}, s.gitArgs())...); r.code != 0 {
+	s := newServers(t, fixture.App{Services: []string{"web", "api"}, WithServices: true, Envs: map[string]string{"staging": "stg", "production": "prod"}, Policy: productionPolicy})
+	webDigest := s.PushImage(t, "team/web", "2.0.0")
+	s.PushImage(t, "team/api", "3.1.0")
+	if r := run(t, automated, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", "2.0.0"), "--image", "api=" + s.Reg.Ref("team/api", "3.1.0")}, s.GitArgs())...); r.code != 0 {
 		t.Fatalf("deploy:\n%s", r)
 	}
 	// Automated promotion into manual-only production is refused; by hand it lands.
-	if r := run(t, automated, args([]string{"promote", "--no-apply", "--from", "staging", "--to", "production"}, s.gitArgs())...); r.code != step.ExitPolicy {
+	if r := run(t, automated, args([]string{"promote", "--no-apply", "--from", "staging", "--to", "production"}, s.GitArgs())...); r.code != step.ExitPolicy {
 		t.Fatalf("automated promote:\n%s", r)
 	}
-	if r := run(t, manual, args([]string{"promote", "--no-apply", "--from", "staging", "--to", "production", "--image", "web"}, s.gitArgs())...); r.code != 0 {
+	if r := run(t, manual, args([]string{"promote", "--no-apply", "--from", "staging", "--to", "production", "--image", "web"}, s.GitArgs())...); r.code != 0 {
 		t.Fatalf("promote:\n%s", r)
 	}
-	prod := s.file(t, "overlays/production/kustomization.yaml")
-	stg := s.file(t, "overlays/staging/kustomization.yaml")
-	webEntry := "  - name: web\n    newName: " + s.reg.Host + "/team/web\n    newTag: 2.0.0\n    digest: " + webDigest + "\n"
+	prod := s.File(t, "overlays/production/kustomization.yaml")
+	stg := s.File(t, "overlays/staging/kustomization.yaml")
+	webEntry := "  - name: web\n    newName: " + s.Reg.Host + "/team/web\n    newTag: 2.0.0\n    digest: " + webDigest + "\n"
 	if !strings.Contains(stg, webEntry) || !strings.Contains(prod, webEntry) {
 		t.Fatalf("the web entry was not copied byte for byte:\nstaging:\n%s\nproduction:\n%s", stg, prod)
 	}
 	if strings.Contains(prod, "team/api") {
 		t.Errorf("--image web promoted api too:\n%s", prod)
 	}
-	log, _ := s.git.Log(s.repo, "main")
+	log, _ := s.Git.Log(s.Name, "main")
 	rec, err := release.Parse(log[0].Message)
 	if err != nil || rec.Action != release.ActionPromote || rec.Environment != "production" || rec.Trigger != "manual" || len(rec.Images) != 1 {
 		t.Fatalf("promote record: %+v, %v", rec, err)
@@ -209,26 +210,26 @@ func TestRevertLeavesNewerDeploy(t *testing.T) {
 	t.Parallel()
 	cl := testenv.SharedCluster(t)
 	ns := uniqueNS("superseded")
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": ns}, overlayImages: stagingImages})
-	s.push(t, "team/web", "1.0.0")
-	newDigest := s.push(t, "team/web", "1.1.0")
-	s.push(t, "team/never-ready", "2.0.0")
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": ns}, OverlayImages: fixture.StagingImages})
+	s.PushImage(t, "team/web", "1.0.0")
+	newDigest := s.PushImage(t, "team/web", "1.1.0")
+	s.PushImage(t, "team/never-ready", "2.0.0")
 	kube := []string{"--kubeconfig", cl.Kubeconfig}
-	if r := run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", "1.0.0"), "--timeout", "60s"}, kube, s.gitArgs())...); r.code != 0 {
+	if r := run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", "1.0.0"), "--timeout", "60s"}, kube, s.GitArgs())...); r.code != 0 {
 		t.Fatalf("first deploy:\n%s", r)
 	}
-	head, _ := s.git.Head(s.repo, "main")
+	head, _ := s.Git.Head(s.Name, "main")
 	var failed result
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		failed = run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.reg.Ref("team/never-ready", "2.0.0"), "--timeout", "12s"}, kube, s.gitArgs())...)
+		failed = run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/never-ready", "2.0.0"), "--timeout", "12s"}, kube, s.GitArgs())...)
 	}()
 	// Once the broken deploy's commit is in, a newer build lands (config repo only).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if h, _ := s.git.Head(s.repo, "main"); h != head {
+		if h, _ := s.Git.Head(s.Name, "main"); h != head {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -237,18 +238,18 @@ func TestRevertLeavesNewerDeploy(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// (By hand: to automation 1.1.0, built before the broken image, would be a downgrade.)
-	if r := run(t, manual, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", "1.1.0")}, s.gitArgs())...); r.code != 0 {
+	if r := run(t, manual, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", "1.1.0")}, s.GitArgs())...); r.code != 0 {
 		t.Fatalf("newer deploy:\n%s", r)
 	}
-	newer, _ := s.git.Head(s.repo, "main")
+	newer, _ := s.Git.Head(s.Name, "main")
 	wg.Wait()
 	if failed.code != step.ExitRollout || !strings.Contains(failed.stderr, "not reverted, because a newer change landed") {
 		t.Fatalf("the failed deploy:\n%s", failed)
 	}
-	if h, _ := s.git.Head(s.repo, "main"); h != newer {
+	if h, _ := s.Git.Head(s.Name, "main"); h != newer {
 		t.Fatalf("the newer deploy was touched: head %s, want %s", h, newer)
 	}
-	if got := s.file(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, newDigest) {
+	if got := s.File(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, newDigest) {
 		t.Fatalf("the overlay lost the newer deploy:\n%s", got)
 	}
 }
@@ -257,27 +258,27 @@ func TestRevertLeavesNewerDeploy(t *testing.T) {
 // deploy lands before the lock, or it is refused after it: never a deploy of a locked image.
 func TestLockDeployRace(t *testing.T) {
 	t.Parallel()
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": "stg"}, overlayImages: stagingImages})
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
 	landedFirst, refused := 0, 0
 	for i := 0; i < 6; i++ {
 		tag := "1.0." + string(rune('0'+i))
-		s.push(t, "team/web", tag)
+		s.PushImage(t, "team/web", tag)
 		var dep, lock result
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			dep = run(t, automated, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", tag)}, s.gitArgs())...)
+			dep = run(t, automated, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", tag)}, s.GitArgs())...)
 		}()
 		go func() {
 			defer wg.Done()
-			lock = run(t, manual, args([]string{"lock", "--env", "staging", "--image", "web", "--reason", "race"}, s.gitArgs())...)
+			lock = run(t, manual, args([]string{"lock", "--env", "staging", "--image", "web", "--reason", "race"}, s.GitArgs())...)
 		}()
 		wg.Wait()
 		if lock.code != 0 {
 			t.Fatalf("lock:\n%s", lock)
 		}
-		log, _ := s.git.Log(s.repo, "main")
+		log, _ := s.Git.Log(s.Name, "main")
 		lockAt, deployAt := -1, -1
 		for j, c := range log {
 			rec, err := release.Parse(c.Message)
@@ -299,7 +300,7 @@ func TestLockDeployRace(t *testing.T) {
 		default:
 			t.Fatalf("trial %d: deploy exit %d, deploy at %d, lock at %d in the log (0 = newest)\n%s", i, dep.code, deployAt, lockAt, dep)
 		}
-		if r := run(t, manual, args([]string{"unlock", "--env", "staging", "--image", "web"}, s.gitArgs())...); r.code != 0 {
+		if r := run(t, manual, args([]string{"unlock", "--env", "staging", "--image", "web"}, s.GitArgs())...); r.code != 0 {
 			t.Fatalf("unlock:\n%s", r)
 		}
 	}
@@ -310,29 +311,29 @@ func TestApplyAndDiff(t *testing.T) {
 	t.Parallel()
 	cl := testenv.SharedCluster(t)
 	ns := uniqueNS("resync")
-	s := newServers(t, app{services: []string{"web"}, envs: map[string]string{"staging": ns}, replicas: 2, overlayImages: stagingImages})
-	s.push(t, "team/web", "1.0.0")
+	s := newServers(t, fixture.App{Services: []string{"web"}, WithServices: true, Envs: map[string]string{"staging": ns}, Replicas: 2, OverlayImages: fixture.StagingImages})
+	s.PushImage(t, "team/web", "1.0.0")
 	kube := []string{"--kubeconfig", cl.Kubeconfig, "--timeout", "60s"}
-	if r := run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.reg.Ref("team/web", "1.0.0")}, kube, s.gitArgs())...); r.code != 0 {
+	if r := run(t, automated, args([]string{"deploy", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", "1.0.0")}, kube, s.GitArgs())...); r.code != 0 {
 		t.Fatalf("deploy:\n%s", r)
 	}
-	if r := run(t, nil, args([]string{"diff", "--env", "staging"}, kube, s.gitArgs())...); r.code != 0 {
+	if r := run(t, nil, args([]string{"diff", "--env", "staging"}, kube, s.GitArgs())...); r.code != 0 {
 		t.Fatalf("diff right after deploy:\n%s", r)
 	}
-	kubectl(t, cl, "scale", "deployment/web", "-n", ns, "--replicas=5")
-	r := run(t, nil, args([]string{"diff", "--env", "staging"}, kube, s.gitArgs())...)
+	fixture.Kubectl(t, cl, "scale", "deployment/web", "-n", ns, "--replicas=5")
+	r := run(t, nil, args([]string{"diff", "--env", "staging"}, kube, s.GitArgs())...)
 	if r.code != step.ExitFailure || !strings.Contains(r.stdout, "replicas") || !strings.Contains(r.stdout, "Deployment/"+ns+"/web") {
 		t.Fatalf("diff after a hand edit (want exit 1 and the replicas change):\n%s", r)
 	}
-	kubectl(t, cl, "delete", "namespace", ns, "--wait=true", "--timeout=60s")
-	head, _ := s.git.Head(s.repo, "main")
-	if r := run(t, nil, args([]string{"apply", "--env", "staging"}, kube, s.gitArgs())...); r.code != 0 || !strings.Contains(r.stdout, "rollout=ready") {
+	fixture.Kubectl(t, cl, "delete", "namespace", ns, "--wait=true", "--timeout=60s")
+	head, _ := s.Git.Head(s.Name, "main")
+	if r := run(t, nil, args([]string{"apply", "--env", "staging"}, kube, s.GitArgs())...); r.code != 0 || !strings.Contains(r.stdout, "rollout=ready") {
 		t.Fatalf("apply after the namespace was deleted:\n%s", r)
 	}
 	if img, ready := runningImage(t, cl, ns, "web"); !strings.Contains(img, "team/web:1.0.0@") || ready != "2/2" {
 		t.Fatalf("apply recreated %s (%s)", img, ready)
 	}
-	if after, _ := s.git.Head(s.repo, "main"); after != head {
+	if after, _ := s.Git.Head(s.Name, "main"); after != head {
 		t.Error("apply pushed a commit")
 	}
 }

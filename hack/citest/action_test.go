@@ -551,7 +551,7 @@ func TestActionContract(t *testing.T) {
 	t.Run("no_apply", func(t *testing.T) {
 		t.Parallel()
 		f := newGitHubFixture(t)
-		before := f.repo.head(t)
+		before := f.repo.Head(t)
 		kubeToken := sentinel(t, "kube-token")
 		kubeconfig := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -564,7 +564,7 @@ current-context: x
 		if r.code != 0 {
 			t.Fatalf("exit code %d, want 0", r.code)
 		}
-		head := f.repo.head(t)
+		head := f.repo.Head(t)
 		if head == before {
 			t.Fatal("the config repo has no new commit")
 		}
@@ -578,7 +578,7 @@ current-context: x
 		wantSummary(t, r.summary, "staging", f.digest)
 		checkGroups(t, r.log, "verify", "clone", "push")
 		checkSecrets(t, r, map[string]string{"token": f.gitPass, "registry_password": f.regPass, "kubeconfig token": kubeToken})
-		kust := f.repo.file(t, "overlays/staging/kustomization.yaml")
+		kust := f.repo.File(t, "overlays/staging/kustomization.yaml")
 		if !strings.Contains(kust, f.digest) || !strings.Contains(kust, f.reg.Host+"/team/web") {
 			t.Errorf("overlays/staging/kustomization.yaml does not pin %s:\n%s", f.digest, kust)
 		}
@@ -588,7 +588,7 @@ current-context: x
 		if r2.code != 0 {
 			t.Fatalf("second run: exit code %d, want 0", r2.code)
 		}
-		if f.repo.head(t) != head {
+		if f.repo.Head(t) != head {
 			t.Error("second run: the config repo got another commit")
 		}
 		wantOutputs(t, r2.outputs, map[string]string{"changed": "false", "commit-sha": head, "image-digest": f.digest})
@@ -598,12 +598,12 @@ current-context: x
 	t.Run("dry_run", func(t *testing.T) {
 		t.Parallel()
 		f := newGitHubFixture(t)
-		before := f.repo.head(t)
+		before := f.repo.Head(t)
 		r := runAction(t, f.with(map[string]string{"dry_run": "true", "no_apply": "true", "trigger": "automated"}))
 		if r.code != 0 {
 			t.Fatalf("exit code %d, want 0", r.code)
 		}
-		if f.repo.head(t) != before {
+		if f.repo.Head(t) != before {
 			t.Error("dry run pushed a commit")
 		}
 		// changed says the overlay would change; there is no commit to name.
@@ -641,7 +641,7 @@ current-context: x
 			t.Fatalf("exit code %d, want 0", r.code)
 		}
 		t.Logf("deploy with apply and wait took %s", time.Since(start).Round(10*time.Millisecond))
-		wantOutputs(t, r.outputs, map[string]string{"changed": "true", "commit-sha": f.repo.head(t), "image-digest": f.digest})
+		wantOutputs(t, r.outputs, map[string]string{"changed": "true", "commit-sha": f.repo.Head(t), "image-digest": f.digest})
 		if r.outputs["rollout"] == "" {
 			t.Error("output rollout is empty after an apply")
 		}

@@ -273,14 +273,14 @@ func TestGitLabTemplate(t *testing.T) {
 		}
 
 		// 1. A push pipeline on main: deliver-staging deploys this commit's build.
-		commits := repo.commits(t)
+		commits := repo.Commits(t)
 		log := runJob("deliver-staging")
 		checkSections(t, "deliver-staging", log, "verify", "clone", "push", "apply", "wait")
-		if got := repo.commits(t); got != commits+1 {
+		if got := repo.Commits(t); got != commits+1 {
 			t.Errorf("deliver-staging: %d new config commits, want 1", got-commits)
 		}
-		head := repo.head(t)
-		kust := repo.file(t, "overlays/staging/kustomization.yaml")
+		head := repo.Head(t)
+		kust := repo.File(t, "overlays/staging/kustomization.yaml")
 		if !strings.Contains(kust, `newTag: "`+p.sha+`"`) && !strings.Contains(kust, "newTag: "+p.sha) || !strings.Contains(kust, build) {
 			t.Errorf("overlays/staging/kustomization.yaml does not pin %s@%s:\n%s", p.sha, build, kust)
 		}
@@ -310,16 +310,16 @@ func TestGitLabTemplate(t *testing.T) {
 		log = runJob("deliver-rollback", "CI_PIPELINE_SOURCE=web", "DELIVER_TAG=1.0.0", "DELIVER_ENV=staging",
 			"KUBECONFIG=", "DELIVER_KUBECONFIG_DATA="+string(kubeJSON))
 		checkSections(t, "deliver-rollback", log, "clone", "push", "apply", "wait")
-		if got := repo.commits(t); got != commits+2 {
+		if got := repo.Commits(t); got != commits+2 {
 			t.Errorf("deliver-rollback: %d config commits in all, want %d", got, commits+2)
 		}
-		kust = repo.file(t, "overlays/staging/kustomization.yaml")
+		kust = repo.File(t, "overlays/staging/kustomization.yaml")
 		if !strings.Contains(kust, `newTag: "1.0.0"`) && !strings.Contains(kust, "newTag: 1.0.0") || !strings.Contains(kust, old) {
 			t.Errorf("overlays/staging/kustomization.yaml is not back at 1.0.0@%s:\n%s", old, kust)
 		}
 		env = p.dotenv(t, "deliver-rollback")
 		wantEnv(t, "deliver-rollback", env, map[string]string{
-			"DELIVER_CHANGED": "true", "DELIVER_COMMIT_SHA": repo.head(t), "DELIVER_IMAGE_DIGEST": old, "DELIVER_ROLLOUT": "ready",
+			"DELIVER_CHANGED": "true", "DELIVER_COMMIT_SHA": repo.Head(t), "DELIVER_IMAGE_DIGEST": old, "DELIVER_ROLLOUT": "ready",
 		})
 		checkDotenvSecrets(t, "deliver-rollback", env, secrets)
 		image, ready = runningImage(t, cluster, ns)
@@ -331,7 +331,7 @@ func TestGitLabTemplate(t *testing.T) {
 		// Without CI_JOB_MANUAL (a push pipeline's automation), the policy refuses, and the
 		// dotenv report is still written (artifacts: when: always).
 		prod := repo.Namespaces["production"]
-		before := repo.head(t)
+		before := repo.Head(t)
 		log, out, err := runJobErr("deliver-production", "--manual", "deliver-production")
 		if err == nil {
 			t.Errorf("deliver-production ran as automation in a push pipeline; production is automated: false\n%s", out)
@@ -339,7 +339,7 @@ func TestGitLabTemplate(t *testing.T) {
 		if !strings.Contains(log, "refused by policy") {
 			t.Errorf("deliver-production as automation: want a refusal by policy\n%s", log)
 		}
-		if repo.head(t) != before {
+		if repo.Head(t) != before {
 			t.Error("deliver-production as automation changed the config repo")
 		}
 		wantEnv(t, "deliver-production (refused)", p.dotenv(t, "deliver-production"), map[string]string{"DELIVER_CHANGED": "false"})

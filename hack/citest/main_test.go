@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 )
 
 // deliverVersion is stamped into the binary the tests run.
@@ -128,9 +129,7 @@ func uniqueName(t testing.TB, prefix string) string {
 // configRepo is a config repo on the test git server seeded from examples/config-repo, with
 // its environments' namespaces renamed so that tests sharing a cluster never meet.
 type configRepo struct {
-	git        *testenv.GitServer
-	name       string
-	URL        string
+	fixture.Repo
 	Namespaces map[string]string // environment -> namespace
 }
 
@@ -168,37 +167,7 @@ func newConfigRepo(t testing.TB, git *testenv.GitServer, name string) *configRep
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &configRepo{git: git, name: name, URL: url, Namespaces: ns}
-}
-
-// head is the config repo's main branch tip.
-func (r *configRepo) head(t testing.TB) string {
-	t.Helper()
-	h, err := r.git.Head(r.name, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
-}
-
-// file reads a file of the config repo's main branch.
-func (r *configRepo) file(t testing.TB, path string) string {
-	t.Helper()
-	data, err := r.git.ReadFile(r.name, "main", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
-
-// commits is the number of commits on the config repo's main branch.
-func (r *configRepo) commits(t testing.TB) int {
-	t.Helper()
-	log, err := r.git.Log(r.name, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(log)
+	return &configRepo{Repo: fixture.Repo{Git: git, Name: name, URL: url}, Namespaces: ns}
 }
 
 // runningImage returns the image of the web Deployment's first container in ns and how many

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -82,12 +83,12 @@ func TestClusterFaults(t *testing.T) {
 			knownBug(t, tt.bug)
 			ns := uniqueNS("cf")
 			a := webApp(ns)
-			a.configMaps = tt.configMaps
-			s := newServers(t, a, serverOpts{})
-			digest := s.pushImage(t, "team/web", "1.4.3")
+			a.ConfigMaps = tt.configMaps
+			s := newServers(t, a, fixture.Options{})
+			digest := s.PushImage(t, "team/web", "1.4.3")
 			p, kubeconfig := apiServerProxy(t, cl)
-			deploy := args([]string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())
-			old := s.head(t)
+			deploy := args([]string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.GitArgs())
+			old := s.Head(t)
 			if tt.before != nil {
 				tt.before(p)
 			}
@@ -131,11 +132,11 @@ func TestClusterFaults(t *testing.T) {
 			if again.code != 0 || !strings.Contains(again.stdout, "rollout=ready") {
 				t.Fatalf("re-run with the API server back:\n%s", again)
 			}
-			want := s.reg.Host + "/team/web:1.4.3@" + digest
+			want := s.Reg.Host + "/team/web:1.4.3@" + digest
 			if img, ready := runningImage(t, cl, ns, "web"); img != want || ready != "1/1" {
 				t.Errorf("after the re-run the Deployment runs %s (%s ready), want %s", img, ready, want)
 			}
-			if n := strings.Count(kubectl(t, cl, "get", "configmaps", "-n", ns, "-o", "name"), "configmap/cm-"); n != tt.configMaps {
+			if n := strings.Count(fixture.Kubectl(t, cl, "get", "configmaps", "-n", ns, "-o", "name"), "configmap/cm-"); n != tt.configMaps {
 				t.Errorf("%d ConfigMaps after the re-run, want %d", n, tt.configMaps)
 			}
 		})
@@ -145,15 +146,15 @@ func TestClusterFaults(t *testing.T) {
 // checkPushedThenFailed checks the state a deploy leaves when the cluster fails after the
 // push: the tip is the old commit or one new commit on top of it that pins digest (not, say,
 // a revert of it), and every commit renders.
-func checkPushedThenFailed(t *testing.T, s *servers, old, digest string) {
+func checkPushedThenFailed(t *testing.T, s *fixture.Servers, old, digest string) {
 	t.Helper()
 	log := mustLog(t, s)
 	allowed := []string{old}
 	if len(log) >= 2 && log[1] == old {
 		allowed = append(allowed, log[0])
-		if got := s.file(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, "digest: "+digest) {
+		if got := s.File(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, "digest: "+digest) {
 			t.Errorf("the commit on top of %s does not pin %s:\n%s", old, digest, got)
 		}
 	}
-	s.checkHistory(t, "overlays/staging", allowed...)
+	checkHistory(t, s, "overlays/staging", allowed...)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -71,12 +72,12 @@ func TestNoNetworkForRemoteBases(t *testing.T) {
 	} {
 		t.Run(remote, func(t *testing.T) {
 			ns := uniqueNS("remote")
-			s := newServers(t, webApp(ns), serverOpts{edit: func(f map[string]string) {
+			s := newServers(t, webApp(ns), fixture.Options{Edit: func(f map[string]string) {
 				f["overlays/staging/kustomization.yaml"] = strings.Replace(f["overlays/staging/kustomization.yaml"], "  - ../../base\n", "  - ../../base\n  - "+remote+"\n", 1)
 			}})
-			s.pushImage(t, "team/web", "1.4.3")
-			old := s.head(t)
-			r := start(t, opts{env: proxyEnv, deadline: time.Minute}, args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())...).wait()
+			s.PushImage(t, "team/web", "1.4.3")
+			old := s.Head(t)
+			r := start(t, opts{env: proxyEnv, deadline: time.Minute}, args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.GitArgs())...).wait()
 			t.Logf("%s: %s", remote, firstLine(r))
 			if r.code != step.ExitUsage || !strings.Contains(r.stderr, "remote resources are not allowed") {
 				t.Errorf("exit %d, want %d refusing the remote base\n%s", r.code, step.ExitUsage, r)
@@ -87,7 +88,7 @@ func TestNoNetworkForRemoteBases(t *testing.T) {
 			if x := executed(t, log); x != "" {
 				t.Errorf("deliver ran programs:\n%s", x)
 			}
-			if s.head(t) != old {
+			if s.Head(t) != old {
 				t.Error("the branch moved")
 			}
 		})
@@ -108,7 +109,7 @@ func TestNoPlugins(t *testing.T) {
 	}
 	// A legacy exec plugin where kustomize looks for them: $XDG_CONFIG_HOME/kustomize/plugin/GROUP/VERSION/lowercasekind/Kind.
 	legacy := filepath.Join(home, ".config", "kustomize", "plugin", "example.com", "v1", "legacygen", "LegacyGen")
-	writeFiles(t, filepath.Dir(legacy), map[string]string{"LegacyGen": fmt.Sprintf("#!/bin/sh\necho legacy \"$@\" >> %q\n", log)})
+	fixture.WriteFiles(t, filepath.Dir(legacy), map[string]string{"LegacyGen": fmt.Sprintf("#!/bin/sh\necho legacy \"$@\" >> %q\n", log)})
 	if err := os.Chmod(legacy, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestNoPlugins(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ns := uniqueNS("plugin")
-			s := newServers(t, webApp(ns), serverOpts{edit: func(f map[string]string) {
+			s := newServers(t, webApp(ns), fixture.Options{Edit: func(f map[string]string) {
 				if strings.HasPrefix(tt.config, "|") {
 					f["overlays/staging/kustomization.yaml"] += tt.field + ":\n  - " + tt.config
 					return
@@ -138,11 +139,11 @@ func TestNoPlugins(t *testing.T) {
 				f["overlays/staging/plugin.yaml"] = tt.config
 				f["overlays/staging/kustomization.yaml"] += tt.field + ":\n  - plugin.yaml\n"
 			}})
-			s.pushImage(t, "team/web", "1.4.3")
-			old := s.head(t)
+			s.PushImage(t, "team/web", "1.4.3")
+			old := s.Head(t)
 			env := []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "KUSTOMIZE_PLUGIN_HOME=" + filepath.Join(home, ".config", "kustomize", "plugin")}
 			r := start(t, opts{env: env, home: home, deadline: time.Minute}, args([]string{"deploy", "--env", "staging", "--kubeconfig", cl.Kubeconfig,
-				"--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())...).wait()
+				"--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.GitArgs())...).wait()
 			t.Logf("%s: %s", tt.name, firstLine(r))
 			if !strings.Contains(r.stderr, "plugin") && !strings.Contains(r.stderr, "function") {
 				t.Errorf("the error does not say plugins or functions are refused:\n%s", r.stderr)
@@ -155,7 +156,7 @@ func TestNoPlugins(t *testing.T) {
 			if x := executed(t, log); x != "" {
 				t.Errorf("code from the config repo ran:\n%s", x)
 			}
-			if s.head(t) != old {
+			if s.Head(t) != old {
 				t.Error("the branch moved")
 			}
 			if namespaceExists(t, cl, ns) {
@@ -224,16 +225,16 @@ func TestWritesConfined(t *testing.T) {
 	cl := cluster(t)
 	ns := uniqueNS("confine")
 	a := webApp(ns)
-	s := newServers(t, a, serverOpts{})
-	s.pushImage(t, "team/web", "1.1.0")
-	s.pushImage(t, "team/web", "1.2.0")
+	s := newServers(t, a, fixture.Options{})
+	s.PushImage(t, "team/web", "1.1.0")
+	s.PushImage(t, "team/web", "1.2.0")
 	inputs := t.TempDir()
 	kubeconfig := filepath.Join(inputs, "kubeconfig")
 	b, err := os.ReadFile(cl.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, inputs, map[string]string{"kubeconfig": string(b)})
+	fixture.WriteFiles(t, inputs, map[string]string{"kubeconfig": string(b)})
 	home, tmp := t.TempDir(), t.TempDir()
 	for _, tt := range []struct {
 		name   string
@@ -241,8 +242,8 @@ func TestWritesConfined(t *testing.T) {
 		args   []string
 		output []string // files the command is asked to write in the working directory
 	}{
-		{"deploy", nil, []string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.reg.Ref("team/web", "1.1.0")}, nil},
-		{"deploy in GitLab", []string{"GITLAB_CI=true", "CI_PIPELINE_SOURCE=web"}, []string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.reg.Ref("team/web", "1.2.0")}, []string{"deliver.env"}},
+		{"deploy", nil, []string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.Reg.Ref("team/web", "1.1.0")}, nil},
+		{"deploy in GitLab", []string{"GITLAB_CI=true", "CI_PIPELINE_SOURCE=web"}, []string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.Reg.Ref("team/web", "1.2.0")}, []string{"deliver.env"}},
 		{"rollback", nil, []string{"rollback", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web"}, nil},
 		{"lock", nil, []string{"lock", "--env", "staging", "--image", "web"}, nil},
 		{"history", nil, []string{"history", "--env", "staging"}, nil},
@@ -250,7 +251,7 @@ func TestWritesConfined(t *testing.T) {
 	} {
 		dir := t.TempDir()
 		before := map[string]map[string]string{"HOME": snapshot(t, home), "working directory": snapshot(t, dir), "kubeconfig directory": snapshot(t, inputs)}
-		argv := args(tt.args, s.gitArgs())
+		argv := args(tt.args, s.GitArgs())
 		if tt.name != "lock" && tt.name != "history" && tt.name != "diff" {
 			argv = append(argv, timeoutFlags...)
 		}

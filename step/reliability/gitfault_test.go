@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -18,8 +19,8 @@ const (
 
 var timeoutFlags = []string{"--push-timeout", pushTimeout.String(), "--registry-timeout", registryTimeout.String(), "--timeout", rolloutTimeout.String()}
 
-func webApp(ns string) app {
-	return app{services: []string{"web"}, envs: map[string]string{"staging": ns}, overlayImages: stagingImages}
+func webApp(ns string) fixture.App {
+	return fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": ns}, OverlayImages: fixture.StagingImages}
 }
 
 // TestGitFaults: the config repo's server down, failing, hanging or cutting the connection
@@ -90,18 +91,18 @@ func TestGitFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			knownBug(t, tt.bug)
-			s := newServers(t, webApp("unused"), serverOpts{gitProxy: true})
-			digest := s.pushImage(t, "team/web", "1.4.3")
-			old := s.head(t)
-			deploy := args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())
-			tt.fault(s.proxy)
+			s := newServers(t, webApp("unused"), fixture.Options{GitProxy: true})
+			digest := s.PushImage(t, "team/web", "1.4.3")
+			old := s.Head(t)
+			deploy := args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.GitArgs())
+			tt.fault(s.Proxy)
 			// Verify and clone take well under a second; the push gets --push-timeout.
 			r := runWithin(t, pushTimeout+5*time.Second, nil, deploy...)
 			t.Logf("%s: %s", tt.name, firstLine(r))
 			if !containsInt(tt.wantCodes, r.code) {
 				t.Fatalf("exit %d, want one of %v\n%s", r.code, tt.wantCodes, r)
 			}
-			if strings.HasPrefix(tt.name, "connection cut") && !s.proxy.Cut() || strings.HasPrefix(tt.name, "hangs during") && !s.proxy.Matched() {
+			if strings.HasPrefix(tt.name, "connection cut") && !s.Proxy.Cut() || strings.HasPrefix(tt.name, "hangs during") && !s.Proxy.Matched() {
 				t.Fatalf("the fault was never injected: the test proves nothing")
 			}
 			for _, m := range tt.wantMsgs {
@@ -109,17 +110,17 @@ func TestGitFaults(t *testing.T) {
 					t.Errorf("stderr does not say %q:\n%s", m, r.stderr)
 				}
 			}
-			if r.code != 0 && !strings.Contains(r.stderr, s.proxy.Addr) {
-				t.Errorf("the error does not name the server %s:\n%s", s.proxy.Addr, r.stderr)
+			if r.code != 0 && !strings.Contains(r.stderr, s.Proxy.Addr) {
+				t.Errorf("the error does not name the server %s:\n%s", s.Proxy.Addr, r.stderr)
 			}
 			allowed := []string{old}
 			if tt.landed {
 				allowed = append(allowed, "") // filled below
 			}
-			tip := s.head(t)
+			tip := s.Head(t)
 			if tt.landed && tip != old {
 				allowed[1] = tip
-				if !strings.Contains(s.file(t, "overlays/staging/kustomization.yaml"), digest) {
+				if !strings.Contains(s.File(t, "overlays/staging/kustomization.yaml"), digest) {
 					t.Errorf("the tip moved but does not pin the digest")
 				}
 				// The push landed: deliver must say so (CI gates on changed, and a failed
@@ -131,30 +132,30 @@ func TestGitFaults(t *testing.T) {
 					}
 				})
 			}
-			s.checkHistory(t, "overlays/staging", allowed...)
+			checkHistory(t, s, "overlays/staging", allowed...)
 			checkTempClean(t, r)
 
-			s.proxy.Pass()
+			s.Proxy.Pass()
 			again := runWithin(t, pushTimeout, nil, deploy...)
 			if again.code != 0 {
 				t.Fatalf("re-run after the fault:\n%s", again)
 			}
-			if got := s.file(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, "digest: "+digest) {
+			if got := s.File(t, "overlays/staging/kustomization.yaml"); !strings.Contains(got, "digest: "+digest) {
 				t.Errorf("after the re-run the overlay does not pin %s:\n%s", digest, got)
 			}
 			n := len(mustLog(t, s))
 			if n != 2 {
 				t.Errorf("%d commits after the fault and the re-run, want 2 (seed and one deploy)", n)
 			}
-			s.checkHistory(t, "overlays/staging", s.head(t))
+			checkHistory(t, s, "overlays/staging", s.Head(t))
 			checkTempClean(t, again)
 		})
 	}
 }
 
-func mustLog(t *testing.T, s *servers) []string {
+func mustLog(t *testing.T, s *fixture.Servers) []string {
 	t.Helper()
-	log, err := s.git.Log(s.repo, "main")
+	log, err := s.Git.Log(s.Name, "main")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -141,7 +142,7 @@ func TestHostileInput(t *testing.T) {
 			replaceWithSymlink(t, filepath.Join(dir, "base", "web.yaml"), up+"etc/passwd")
 		}, wantCode: step.ExitUsage, wantMsg: "outside the repository root"},
 		{name: "kustomization symlinked out", seed: func(dir string) {
-			writeFiles(t, outside, map[string]string{"k/kustomization.yaml": "resources:\n  - ../../base\n"})
+			fixture.WriteFiles(t, outside, map[string]string{"k/kustomization.yaml": "resources:\n  - ../../base\n"})
 			replaceWithSymlink(t, filepath.Join(dir, "overlays", "staging", "kustomization.yaml"), up+strings.TrimPrefix(outside, "/")+"/k/kustomization.yaml")
 		}, wantCode: step.ExitUsage, wantMsg: "symlink"},
 		{name: "overlay dir symlinked out", seed: func(dir string) {
@@ -193,8 +194,8 @@ func TestHostileInput(t *testing.T) {
 			t.Parallel()
 			knownBug(t, tt.bug)
 			ns := uniqueNS("h")
-			s := newServers(t, webApp(ns), serverOpts{
-				edit: func(f map[string]string) {
+			s := newServers(t, webApp(ns), fixture.Options{
+				Edit: func(f map[string]string) {
 					if tt.overlay != "" {
 						f["overlays/staging/kustomization.yaml"] = strings.ReplaceAll(tt.overlay, "{ns}", ns)
 					}
@@ -202,35 +203,35 @@ func TestHostileInput(t *testing.T) {
 						tt.edit(f)
 					}
 				},
-				seed: tt.seed,
+				Seed: tt.seed,
 			})
-			s.pushImage(t, "team/web", "1.4.3")
-			image := "web=" + s.reg.Ref("team/web", "1.4.3")
+			s.PushImage(t, "team/web", "1.4.3")
+			image := "web=" + s.Reg.Ref("team/web", "1.4.3")
 			if tt.image != "" || strings.HasPrefix(tt.name, "empty image") {
-				image = strings.ReplaceAll(tt.image, "{registry}", s.reg.Host)
+				image = strings.ReplaceAll(tt.image, "{registry}", s.Reg.Host)
 			}
 			for i, f := range tt.flags {
-				tt.flags[i] = strings.ReplaceAll(f, "{registry}", s.reg.Host)
+				tt.flags[i] = strings.ReplaceAll(f, "{registry}", s.Reg.Host)
 			}
-			a := args([]string{"deploy", "--env", "staging", "--image", image, "--kubeconfig", cl.Kubeconfig}, timeoutFlags, tt.flags, s.gitArgs())
+			a := args([]string{"deploy", "--env", "staging", "--image", image, "--kubeconfig", cl.Kubeconfig}, timeoutFlags, tt.flags, s.GitArgs())
 			if tt.cmd != nil {
 				a = nil
 				for _, c := range tt.cmd {
 					if c == "{git}" {
-						a = append(a, s.gitArgs()...)
+						a = append(a, s.GitArgs()...)
 					} else {
 						a = append(a, c)
 					}
 				}
 				if !strings.Contains(strings.Join(tt.cmd, " "), "{git}") {
-					a = append(a, s.gitArgs()...)
+					a = append(a, s.GitArgs()...)
 				}
 			}
 			victim := filepath.Join(outside, "victim")
 			if tt.name == "overlay dir symlinked out" {
-				writeFiles(t, victim, map[string]string{"kustomization.yaml": "resources:\n  - ../../base\nimages:\n  - name: web\n    newTag: \"0.1\"\n"})
+				fixture.WriteFiles(t, victim, map[string]string{"kustomization.yaml": "resources:\n  - ../../base\nimages:\n  - name: web\n    newTag: \"0.1\"\n"})
 			}
-			old, requests := s.head(t), s.git.Requests()
+			old, requests := s.Head(t), s.Git.Requests()
 			r := start(t, opts{deadline: hostileTimeout + 30*time.Second}, a...).wait()
 			t.Logf("%s: %s", tt.name, firstLine(r))
 			if r.hung || r.elapsed > hostileTimeout {
@@ -248,11 +249,11 @@ func TestHostileInput(t *testing.T) {
 					t.Errorf("stderr does not say %q:\n%s", tt.wantMsg, r.stderr)
 				}
 			})
-			if s.head(t) != old {
-				t.Errorf("the branch moved from %s to %s", old, s.head(t))
+			if s.Head(t) != old {
+				t.Errorf("the branch moved from %s to %s", old, s.Head(t))
 			}
-			if tt.noClone && s.git.Requests() != requests {
-				t.Errorf("the git server got %d requests although the input can be refused before cloning", s.git.Requests()-requests)
+			if tt.noClone && s.Git.Requests() != requests {
+				t.Errorf("the git server got %d requests although the input can be refused before cloning", s.Git.Requests()-requests)
 			}
 			if namespaceExists(t, cl, ns) {
 				t.Errorf("namespace %s was created: something was applied", ns)

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/kustomize"
 )
 
@@ -330,20 +330,6 @@ func checkTempClean(t testing.TB, r result) {
 	}
 }
 
-// writeFiles writes files (path -> content) under dir.
-func writeFiles(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func args(parts ...[]string) []string {
 	var out []string
 	for _, p := range parts {
@@ -352,172 +338,20 @@ func args(parts ...[]string) []string {
 	return out
 }
 
-// app describes the config repo fixture: a base with one Deployment (and Service) per
-// service, overlays per environment with their own namespace.
-type app struct {
-	services []string          // image names as the manifests use them, also Deployment names
-	envs     map[string]string // environment -> namespace
-	// overlayImages is the initial images: block of every overlay (verbatim YAML, may be "");
-	// {registry} is replaced by the test registry's host.
-	overlayImages string
-	// configMaps adds that many ConfigMaps to the base.
-	configMaps int
-	// policy is the deliver.yaml at the repo root ("" for none).
-	policy string
-}
-
-const stagingImages = `images:
-  # web is built by team web's pipeline
-  - name: web
-    newName: {registry}/team/web
-    newTag: "0.9.0" # first release
-`
-
-func (a app) files(registryHost string) map[string]string {
-	files := map[string]string{}
-	var resources []string
-	for _, s := range a.services {
-		resources = append(resources, "  - "+s+".yaml")
-		files["base/"+s+".yaml"] = fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-  labels:
-    app: %[1]s
-spec:
-  replicas: 1
-  progressDeadlineSeconds: 600
-  selector:
-    matchLabels:
-      app: %[1]s
-  template:
-    metadata:
-      labels:
-        app: %[1]s
-    spec:
-      containers:
-        - name: %[1]s
-          image: %[1]s
-          ports:
-            - containerPort: 8080
-`, s)
-	}
-	if a.configMaps > 0 {
-		var b strings.Builder
-		for i := 0; i < a.configMaps; i++ {
-			fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%03d\ndata:\n  index: %q\n  padding: %q\n", i, fmt.Sprint(i), strings.Repeat("x", 512))
-		}
-		files["base/configmaps.yaml"] = b.String()
-		resources = append(resources, "  - configmaps.yaml")
-	}
-	if a.policy != "" {
-		files["deliver.yaml"] = a.policy
-	}
-	files["base/kustomization.yaml"] = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n" + strings.Join(resources, "\n") + "\n"
-	for env, ns := range a.envs {
-		files["overlays/"+env+"/kustomization.yaml"] = fmt.Sprintf(`# %s overlay: edited by deliver, by hand too.
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-namespace: %s
-
-resources:
-  - ../../base
-  - namespace.yaml
-%s`, env, ns, strings.ReplaceAll(a.overlayImages, "{registry}", registryHost))
-		files["overlays/"+env+"/namespace.yaml"] = fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns)
-	}
-	return files
-}
-
-// servers are the real servers one test talks to.
-type servers struct {
-	git *testenv.GitServer
-	reg *testenv.Registry
-	// proxy, when set, stands between deliver and the git server; url goes through it.
-	proxy *faultproxy.Proxy
-	repo  string // config repo name on the git server
-	url   string // its clone URL
-}
-
-// serverOpts choose how newServers starts the servers.
-type serverOpts struct {
-	gitProxy bool
-	gitOpts  []testenv.GitOption
-	regOpts  []testenv.RegistryOption
-	// edit changes the seed files (path -> content; "" deletes) before the repo is created.
-	edit func(files map[string]string)
-	// seed runs on the seed directory after the files are written (symlinks and the like).
-	seed func(dir string)
-}
-
-// newServers starts a git server with the app's config repo and a registry.
-func newServers(t *testing.T, a app, o serverOpts) *servers {
+// newServers starts a git server with the app's config repo and a registry (fixture.NewServers)
+// and, when the test ends, kills what git http-backend processes of it a request cut short
+// left running.
+func newServers(t *testing.T, a fixture.App, o fixture.Options) *fixture.Servers {
 	t.Helper()
-	s := &servers{git: testenv.NewGitServer(t, o.gitOpts...), reg: testenv.NewRegistry(t, o.regOpts...), repo: "config"}
-	seed := t.TempDir()
-	files := a.files(s.reg.Host)
-	if o.edit != nil {
-		o.edit(files)
-	}
-	for k, v := range files {
-		if v == "" {
-			delete(files, k)
-		}
-	}
-	writeFiles(t, seed, files)
-	if o.seed != nil {
-		o.seed(seed)
-	}
-	url, err := s.git.CreateRepo(s.repo, "main", seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.url = url
-	t.Cleanup(func() { killStrayBackends(t, s.git.Root) })
-	if o.gitProxy {
-		s.proxy = faultproxy.New(t, strings.TrimPrefix(s.git.URL, "http://"))
-		s.url = "http://" + s.proxy.Addr + "/" + s.repo + ".git"
-	}
-	return s
+	o.KillStrayBackends = true
+	return fixture.NewServers(t, a, o)
 }
 
-// gitArgs are the flags that reach the config repo.
-func (s *servers) gitArgs() []string {
-	return []string{"--config-repo", s.url, "--git-username", s.git.Username, "--git-token", s.git.Password}
-}
-
-func (s *servers) pushImage(t testing.TB, repo string, tags ...string) string {
+// checkHistory asserts the tip of the config repo's branch is one of allowed and that every
+// commit of the branch renders (no partial tree was ever pushed), and returns the tip.
+func checkHistory(t *testing.T, s *fixture.Servers, overlay string, allowed ...string) string {
 	t.Helper()
-	d, err := s.reg.PushRandomImage(repo, tags...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func (s *servers) file(t testing.TB, path string) string {
-	t.Helper()
-	b, err := s.git.ReadFile(s.repo, "main", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func (s *servers) head(t testing.TB) string {
-	t.Helper()
-	h, err := s.git.Head(s.repo, "main")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h.String()
-}
-
-// checkHistory asserts the branch tip is one of allowed and that every commit of the branch
-// renders (no partial tree was ever pushed), and returns the tip.
-func (s *servers) checkHistory(t *testing.T, overlay string, allowed ...string) string {
-	t.Helper()
-	tip := s.head(t)
+	tip := s.Head(t)
 	ok := false
 	for _, a := range allowed {
 		ok = ok || a == tip
@@ -525,7 +359,7 @@ func (s *servers) checkHistory(t *testing.T, overlay string, allowed ...string) 
 	if !ok {
 		t.Errorf("the branch tip is %s, want one of %s", tip, strings.Join(allowed, ", "))
 	}
-	log, err := s.git.Log(s.repo, "main")
+	log, err := s.Git.Log(s.Name, "main")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +367,7 @@ func (s *servers) checkHistory(t *testing.T, overlay string, allowed ...string) 
 		if c.NumParents() > 1 {
 			t.Errorf("merge commit %s in a history that must be linear", c.Hash)
 		}
-		checkRenders(t, s.git.BareDir(s.repo), c.Hash.String(), overlay)
+		checkRenders(t, s.Git.BareDir(s.Name), c.Hash.String(), overlay)
 	}
 	return tip
 }
@@ -577,17 +411,6 @@ func apiServerProxy(t *testing.T, c *testenv.Cluster) (*faultproxy.Proxy, string
 	return p, kubeconfigVia(t, c, p)
 }
 
-func kubectl(t *testing.T, c *testenv.Cluster, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := c.Kubectl(ctx, args...)
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // namespaceExists reports whether namespace ns exists in the cluster.
 func namespaceExists(t *testing.T, c *testenv.Cluster, ns string) bool {
 	t.Helper()
@@ -606,7 +429,7 @@ func namespaceExists(t *testing.T, c *testenv.Cluster, ns string) bool {
 // runningImage is the image of the Deployment's pod template and its ready/desired replicas.
 func runningImage(t *testing.T, c *testenv.Cluster, ns, name string) (image, ready string) {
 	t.Helper()
-	out := kubectl(t, c, "get", "deployment", name, "-n", ns, "-o",
+	out := fixture.Kubectl(t, c, "get", "deployment", name, "-n", ns, "-o",
 		`jsonpath={.spec.template.spec.containers[0].image} {.status.readyReplicas}/{.spec.replicas}`)
 	f := strings.Fields(out)
 	if len(f) != 2 {
@@ -620,33 +443,4 @@ var nsSeq atomic.Int64
 // uniqueNS returns a namespace name no other test of this run uses.
 func uniqueNS(prefix string) string {
 	return fmt.Sprintf("rel-%s-%d-%d", prefix, os.Getpid()%100000, nsSeq.Add(1))
-}
-
-// killStrayBackends kills what git http-backend processes of the git server rooted at root
-// are still running. A push whose request body is cut short leaves git http-backend spinning
-// at full CPU for ever (it loops on end-of-file while it waits for the rest of the announced
-// Content-Length), and net/http/cgi does not stop it when the request ends: on a shared
-// machine, that must not outlive the test.
-func killStrayBackends(t testing.TB, root string) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	want := []byte("GIT_PROJECT_ROOT=" + root + "\x00")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !bytes.Contains(env, want) {
-			continue
-		}
-		if exe, _ := os.Readlink("/proc/" + e.Name() + "/exe"); !strings.Contains(filepath.Base(exe), "git") {
-			continue
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
-			t.Logf("killed git process %d of the test's git server, left running by a request that was cut short", pid)
-		}
-	}
 }

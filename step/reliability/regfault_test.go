@@ -9,6 +9,7 @@ import (
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -44,15 +45,15 @@ func TestRegistryFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var status atomic.Int32
-			s := newServers(t, webApp("unused"), serverOpts{regOpts: []testenv.RegistryOption{
+			s := newServers(t, webApp("unused"), fixture.Options{RegOpts: []testenv.RegistryOption{
 				testenv.WithStatus(func(*http.Request) int { return int(status.Load()) }),
 			}})
-			digest := s.pushImage(t, "team/web", "1.4.3")
+			digest := s.PushImage(t, "team/web", "1.4.3")
 			// Every case goes through the proxy, so the image's registry is the proxy.
-			p := faultproxy.New(t, s.reg.Host)
+			p := faultproxy.New(t, s.Reg.Host)
 			image := "web=" + p.Addr + "/team/web:1.4.3"
-			deploy := args([]string{"deploy", "--env", "staging", "--no-apply", "--image", image}, timeoutFlags, s.gitArgs())
-			old, gitRequests := s.head(t), s.git.Requests()
+			deploy := args([]string{"deploy", "--env", "staging", "--no-apply", "--image", image}, timeoutFlags, s.GitArgs())
+			old, gitRequests := s.Head(t), s.Git.Requests()
 
 			status.Store(int32(tt.status))
 			if tt.proxy != nil {
@@ -75,16 +76,16 @@ func TestRegistryFaults(t *testing.T) {
 					t.Errorf("stderr does not say %q:\n%s", m, r.stderr)
 				}
 			}
-			if strings.Contains(r.stderr, "==> clone") || s.git.Requests() != gitRequests {
-				t.Errorf("the config repo was contacted (%d requests) although the image check failed", s.git.Requests()-gitRequests)
+			if strings.Contains(r.stderr, "==> clone") || s.Git.Requests() != gitRequests {
+				t.Errorf("the config repo was contacted (%d requests) although the image check failed", s.Git.Requests()-gitRequests)
 			}
-			s.checkHistory(t, "overlays/staging", old)
+			checkHistory(t, s, "overlays/staging", old)
 			checkTempClean(t, r)
 
 			status.Store(0)
 			p.Pass()
 			again := runWithin(t, pushTimeout, nil, deploy...)
-			if again.code != 0 || !strings.Contains(s.file(t, "overlays/staging/kustomization.yaml"), "digest: "+digest) {
+			if again.code != 0 || !strings.Contains(s.File(t, "overlays/staging/kustomization.yaml"), "digest: "+digest) {
 				t.Fatalf("re-run after the fault (want the digest %s pinned):\n%s", digest, again)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -21,17 +22,17 @@ func TestRolloutNeverReady(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			ns := uniqueNS("nr-" + mode)
-			s := newServers(t, webApp(ns), serverOpts{})
-			good := s.pushImage(t, "team/web", "1.0.0")
-			s.pushImage(t, "team/never-ready", "2.0.0")
-			better := s.pushImage(t, "team/web", "1.1.0")
-			base := args([]string{"deploy", "--env", "staging", "--kubeconfig", cl.Kubeconfig}, timeoutFlags, s.gitArgs())
-			if r := run(t, nil, append(base, "--image", "web="+s.reg.Ref("team/web", "1.0.0"))...); r.code != 0 {
+			s := newServers(t, webApp(ns), fixture.Options{})
+			good := s.PushImage(t, "team/web", "1.0.0")
+			s.PushImage(t, "team/never-ready", "2.0.0")
+			better := s.PushImage(t, "team/web", "1.1.0")
+			base := args([]string{"deploy", "--env", "staging", "--kubeconfig", cl.Kubeconfig}, timeoutFlags, s.GitArgs())
+			if r := run(t, nil, append(base, "--image", "web="+s.Reg.Ref("team/web", "1.0.0"))...); r.code != 0 {
 				t.Fatalf("first deploy:\n%s", r)
 			}
-			goodRef := s.reg.Host + "/team/web:1.0.0@" + good
-			old, oldOverlay := s.head(t), s.file(t, "overlays/staging/kustomization.yaml")
-			bad := append(base, "--image", "web="+s.reg.Ref("team/never-ready", "2.0.0"), "--on-failure", mode)
+			goodRef := s.Reg.Host + "/team/web:1.0.0@" + good
+			old, oldOverlay := s.Head(t), s.File(t, "overlays/staging/kustomization.yaml")
+			bad := append(base, "--image", "web="+s.Reg.Ref("team/never-ready", "2.0.0"), "--on-failure", mode)
 
 			limit := rolloutTimeout + 5*time.Second
 			if mode == "revert" {
@@ -58,7 +59,7 @@ func TestRolloutNeverReady(t *testing.T) {
 					if len(log) != 3 || log[1] != old {
 						t.Errorf("attempt %d: %d commits, want the good deploy and one never-ready deploy on top", attempt, len(log))
 					}
-					if !strings.Contains(s.file(t, "overlays/staging/kustomization.yaml"), "never-ready") || !strings.Contains(img, "never-ready") {
+					if !strings.Contains(s.File(t, "overlays/staging/kustomization.yaml"), "never-ready") || !strings.Contains(img, "never-ready") {
 						t.Errorf("--on-failure keep: overlay/cluster do not keep the new image (cluster runs %s)", img)
 					}
 					if attempt == 2 && !strings.Contains(r.stderr, "already up to date") {
@@ -68,14 +69,14 @@ func TestRolloutNeverReady(t *testing.T) {
 					if !strings.Contains(r.stderr, "reverted to web="+goodRef) {
 						t.Errorf("the error does not say what it reverted to:\n%s", r.stderr)
 					}
-					if got := s.file(t, "overlays/staging/kustomization.yaml"); got != oldOverlay {
+					if got := s.File(t, "overlays/staging/kustomization.yaml"); got != oldOverlay {
 						t.Errorf("the revert did not restore the overlay byte for byte:\n%s\nwant:\n%s", got, oldOverlay)
 					}
 					if img != goodRef || ready != "1/1" {
 						t.Errorf("after the revert the Deployment runs %s (%s ready), want %s", img, ready, goodRef)
 					}
 				}
-				s.checkHistory(t, "overlays/staging", s.head(t))
+				checkHistory(t, s, "overlays/staging", s.Head(t))
 			}
 			if mode == "revert" {
 				// seed, good deploy, then (never-ready deploy, revert) twice.
@@ -83,11 +84,11 @@ func TestRolloutNeverReady(t *testing.T) {
 					t.Errorf("%d commits, want 6 (seed, deploy, 2 x (deploy, revert))", n)
 				}
 			}
-			r := runWithin(t, rolloutTimeout+5*time.Second, nil, append(base, "--image", "web="+s.reg.Ref("team/web", "1.1.0"))...)
+			r := runWithin(t, rolloutTimeout+5*time.Second, nil, append(base, "--image", "web="+s.Reg.Ref("team/web", "1.1.0"))...)
 			if r.code != 0 || !strings.Contains(r.stdout, "rollout=ready") {
 				t.Fatalf("a good deploy after the failed ones:\n%s", r)
 			}
-			if img, ready := runningImage(t, cl, ns, "web"); img != s.reg.Host+"/team/web:1.1.0@"+better || ready != "1/1" {
+			if img, ready := runningImage(t, cl, ns, "web"); img != s.Reg.Host+"/team/web:1.1.0@"+better || ready != "1/1" {
 				t.Errorf("the good deploy runs %s (%s ready)", img, ready)
 			}
 		})

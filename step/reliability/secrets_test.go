@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -132,18 +133,18 @@ func TestSecretsNeverShown(t *testing.T) {
 			sn := newSentinels(t)
 			ns := uniqueNS("sec-" + reporter)
 			prodNS := uniqueNS("sec-prod-" + reporter)
-			a := app{services: []string{"web"}, envs: map[string]string{"staging": ns, "production": prodNS, "qa": uniqueNS("sec-qa")}, overlayImages: stagingImages}
-			s := newServers(t, a, serverOpts{
-				gitOpts: []testenv.GitOption{testenv.WithCredentials(sn.gitUser, sn.gitToken)},
-				regOpts: []testenv.RegistryOption{testenv.WithBasicAuth(sn.regUser, sn.regPassword)},
+			a := fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": ns, "production": prodNS, "qa": uniqueNS("sec-qa")}, OverlayImages: fixture.StagingImages}
+			s := newServers(t, a, fixture.Options{
+				GitOpts: []testenv.GitOption{testenv.WithCredentials(sn.gitUser, sn.gitToken)},
+				RegOpts: []testenv.RegistryOption{testenv.WithBasicAuth(sn.regUser, sn.regPassword)},
 			})
 			for _, tag := range []string{"1.1.0", "1.2.0", "1.3.0"} {
-				s.pushImage(t, "team/web", tag)
+				s.PushImage(t, "team/web", tag)
 			}
 			good := kubeconfigData(t, cl, sn.kubeToken, "")
 			down := kubeconfigData(t, cl, sn.kubeToken, "https://"+closedPort(t))
 			setImageDir := t.TempDir()
-			writeFiles(t, setImageDir, map[string]string{"kustomization.yaml": "images:\n  - name: web\n    newTag: \"1\"\n"})
+			fixture.WriteFiles(t, setImageDir, map[string]string{"kustomization.yaml": "images:\n  - name: web\n    newTag: \"1\"\n"})
 
 			// creds are the secrets as this reporter's run passes them: plain as flags, github
 			// with the token in the URL's user-info, gitlab as DELIVER_* variables.
@@ -168,7 +169,7 @@ func TestSecretsNeverShown(t *testing.T) {
 				switch reporter {
 				case "plain":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", s.url, "--git-username", sn.gitUser, "--git-token", c.token, "--ssh-key", sn.sshKey)
+						argv = append(argv, "--config-repo", s.URL, "--git-username", sn.gitUser, "--git-token", c.token, "--ssh-key", sn.sshKey)
 					}
 					if has(name, "registry") {
 						argv = append(argv, "--registry-username", sn.regUser, "--registry-password", c.regPassword)
@@ -181,7 +182,7 @@ func TestSecretsNeverShown(t *testing.T) {
 					}
 				case "github":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", strings.Replace(s.url, "http://", "http://"+sn.gitUser+":"+c.token+"@", 1))
+						argv = append(argv, "--config-repo", strings.Replace(s.URL, "http://", "http://"+sn.gitUser+":"+c.token+"@", 1))
 					}
 					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser)
 					if has(name, "registry") {
@@ -189,7 +190,7 @@ func TestSecretsNeverShown(t *testing.T) {
 					}
 					env = append(env, "DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				case "gitlab":
-					env = append(env, "DELIVER_CONFIG_REPO="+s.url, "DELIVER_GIT_USERNAME="+sn.gitUser, "DELIVER_GIT_TOKEN="+c.token,
+					env = append(env, "DELIVER_CONFIG_REPO="+s.URL, "DELIVER_GIT_USERNAME="+sn.gitUser, "DELIVER_GIT_TOKEN="+c.token,
 						"DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser, "DELIVER_REGISTRY_PASSWORD="+c.regPassword,
 						"DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				}
@@ -239,7 +240,7 @@ func TestSecretsNeverShown(t *testing.T) {
 				checkTempClean(t, r)
 				return r
 			}
-			image := func(tag string) string { return "web=" + s.reg.Ref("team/web", tag) }
+			image := func(tag string) string { return "web=" + s.Reg.Ref("team/web", tag) }
 
 			t.Run("success", func(t *testing.T) {
 				any := []int{step.ExitOK}
@@ -307,10 +308,10 @@ func TestSecretsNeverShown(t *testing.T) {
 				}
 			})
 			t.Run("hook rejection", func(t *testing.T) {
-				if err := s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\necho 'protected branch: use a merge request' >&2\nexit 1\n"); err != nil {
+				if err := s.Git.SetHook(s.Name, "pre-receive", "#!/bin/sh\necho 'protected branch: use a merge request' >&2\nexit 1\n"); err != nil {
 					t.Fatal(err)
 				}
-				defer s.git.SetHook(s.repo, "pre-receive", "#!/bin/sh\nexit 0\n")
+				defer s.Git.SetHook(s.Name, "pre-receive", "#!/bin/sh\nexit 0\n")
 				for _, cmd := range [][]string{
 					// Each would change the repo (staging is at 1.2.0, qa at 0.9.0).
 					{"deploy", "--env", "staging", "--image", image("1.3.0"), "--no-apply"},
@@ -365,7 +366,7 @@ func TestSecretsNeverShown(t *testing.T) {
 			})
 
 			// Nothing in the config repo: every commit's message, author and files.
-			log := exec.Command("git", "--git-dir="+s.git.BareDir(s.repo), "log", "--all", "-p", "--format=fuller", "--no-color")
+			log := exec.Command("git", "--git-dir="+s.Git.BareDir(s.Name), "log", "--all", "-p", "--format=fuller", "--no-color")
 			out, err := log.CombinedOutput()
 			if err != nil {
 				t.Fatalf("git log: %v\n%s", err, out)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
+	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
 
@@ -48,13 +49,13 @@ func TestSignals(t *testing.T) {
 			t.Run(ph.name+"/"+sig.String(), func(t *testing.T) {
 				t.Parallel()
 				ns := uniqueNS("sig")
-				s := newServers(t, webApp(ns), serverOpts{gitProxy: true})
-				digest := s.pushImage(t, "team/web", "1.4.3")
+				s := newServers(t, webApp(ns), fixture.Options{GitProxy: true})
+				digest := s.PushImage(t, "team/web", "1.4.3")
 				api, kubeconfig := apiServerProxy(t, cl)
-				deploy := args([]string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.gitArgs())
-				old := s.head(t)
+				deploy := args([]string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.GitArgs())
+				old := s.Head(t)
 				if ph.hold != nil {
-					ph.hold(s.proxy, api)
+					ph.hold(s.Proxy, api)
 				}
 				proc := start(t, opts{deadline: 2 * time.Minute}, deploy...)
 				if !proc.waitStderr("==> "+ph.name+":", time.Minute) {
@@ -62,9 +63,9 @@ func TestSignals(t *testing.T) {
 					t.Fatalf("deliver never reached the %s phase:\n%s", ph.name, r)
 				}
 				if ph.after != nil {
-					ph.after(s.proxy, api)
+					ph.after(s.Proxy, api)
 				}
-				for deadline := time.Now().Add(30 * time.Second); ph.ready != nil && !ph.ready(s.proxy, api) && time.Now().Before(deadline); {
+				for deadline := time.Now().Add(30 * time.Second); ph.ready != nil && !ph.ready(s.Proxy, api) && time.Now().Before(deadline); {
 					time.Sleep(5 * time.Millisecond)
 				}
 				// Let it get stuck in the phase's first request.
@@ -102,23 +103,23 @@ func TestSignals(t *testing.T) {
 				if ph.pushed {
 					checkPushedThenFailed(t, s, old, digest)
 				} else {
-					s.checkHistory(t, "overlays/staging", old)
+					checkHistory(t, s, "overlays/staging", old)
 				}
 
-				s.proxy.Pass()
+				s.Proxy.Pass()
 				api.Pass()
 				again := runWithin(t, pushTimeout+rolloutTimeout, nil, deploy...)
 				if again.code != 0 || !strings.Contains(again.stdout, "rollout=ready") {
 					t.Fatalf("re-run after %s in %s:\n%s", sig, ph.name, again)
 				}
-				want := s.reg.Host + "/team/web:1.4.3@" + digest
+				want := s.Reg.Host + "/team/web:1.4.3@" + digest
 				if img, ready := runningImage(t, cl, ns, "web"); img != want || ready != "1/1" {
 					t.Errorf("after the re-run the Deployment runs %s (%s ready), want %s", img, ready, want)
 				}
 				if n := len(mustLog(t, s)); n != 2 {
 					t.Errorf("%d commits after the re-run, want 2", n)
 				}
-				s.checkHistory(t, "overlays/staging", s.head(t))
+				checkHistory(t, s, "overlays/staging", s.Head(t))
 			})
 		}
 	}
