@@ -123,6 +123,19 @@ func (a *applier) deadline(ctx, opCtx context.Context, what string, err error) e
 	return fmt.Errorf("%w: %s on %s took longer than --%s %s: %w", cluster.ErrUnreachable, what, a.client.Host(), flagTimeout, a.timeout, err)
 }
 
+// check makes sure the cluster answers and accepts the credentials (cluster.Client.Check),
+// within --timeout.
+func (a *applier) check(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	err := a.deadline(ctx, cctx, "reaching the cluster", a.client.Check(cctx))
+	if err != nil {
+		return err
+	}
+	a.r.rep.Logf("cluster %s answers", a.client.Host())
+	return nil
+}
+
 // run applies the overlay at root/overlay (or its build, rendered, when already made) and
 // waits for it.
 func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap.ResMap, out *ci.Outcome) error {

@@ -83,6 +83,13 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
 		Reason: req.reason,
 	}
+	if ap != nil {
+		// An unreachable cluster, or one that refuses the credentials, is found before the
+		// push, so that the repo is not moved to a release that cannot be applied.
+		if err := ap.check(ctx); err != nil {
+			return out, err
+		}
+	}
 	var landed editResult
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
 		forced, err := r.checkPolicy(ctx, dir, req, guard)

@@ -127,6 +127,21 @@ func (c *Client) ServerVersion(ctx context.Context) (string, error) {
 	return info.GitVersion, nil
 }
 
+// Check reads the API server's discovery (its groups and resources), which every apply needs
+// and which the client caches for it: one round trip that proves the cluster answers and
+// accepts the credentials (discovery is open only to authenticated users by default).
+// Groups whose discovery fails, such as an aggregated API that is down, are not an error
+// here; the apply reports them if it needs them. Errors wrap ErrUnreachable, ErrUnauthorized
+// or ErrInvalid, like the apply's.
+func (c *Client) Check(ctx context.Context) error {
+	ctx = quiet(ctx)
+	_, _, err := c.disco.ServerGroupsAndResourcesWithContext(ctx)
+	if err == nil || discovery.IsGroupDiscoveryFailedError(err) {
+		return nil
+	}
+	return classify(ctx, "reading the API server's discovery from "+c.config.Host, err)
+}
+
 // loadConfig finds the kubeconfig (see Connect) and returns the client
 // configuration of its selected context, and a description of where it came
 // from.

@@ -11,9 +11,10 @@ import (
 )
 
 // TestClusterFaults: the API server down, hanging, or stopping in the middle of an apply of
-// 200 objects, or during the wait. The config repo already holds the new commit (deliver
-// pushes, then applies): the tip is the new commit, every commit renders, and a re-run with the
-// API server back applies everything (changed=false, rollout ready, all 200 objects there).
+// 200 objects, or during the wait. A cluster that does not answer when deliver starts is found
+// before the push: nothing is pushed. Once the push is done, the tip is the new commit; every
+// commit renders either way, and a re-run with the API server back applies everything (rollout
+// ready, all 200 objects there).
 // Nothing may take longer than the timeout flags allow.
 func TestClusterFaults(t *testing.T) {
 	t.Parallel()
@@ -35,9 +36,12 @@ func TestClusterFaults(t *testing.T) {
 		// bug names a reported deliver bug that fails this case (see knownBug); limitBug and
 		// codeBug one that fails only the time limit or only the exit code and message.
 		bug, limitBug, codeBug string
+		// unpushed: the fault is there before deliver starts, so it must push nothing.
+		unpushed bool
 	}{
 		{
 			name:     "down before apply",
+			unpushed: true,
 			before:   func(p *faultproxy.Proxy) { p.Refuse() },
 			wantCode: step.ExitApply,
 			wantMsgs: []string{"cluster unreachable"},
@@ -45,6 +49,7 @@ func TestClusterFaults(t *testing.T) {
 		},
 		{
 			name:     "hangs before apply",
+			unpushed: true,
 			before:   func(p *faultproxy.Proxy) { p.Blackhole() },
 			wantCode: step.ExitApply,
 			wantMsgs: []string{"cluster unreachable"},
@@ -121,6 +126,14 @@ func TestClusterFaults(t *testing.T) {
 			})
 			if strings.Contains(r.stderr, "reverting the config repo") {
 				t.Errorf("deliver reverted the release because it could not reach the cluster")
+			}
+			if tt.unpushed {
+				if head := s.Head(t); head != old {
+					t.Errorf("the branch moved to %s although the cluster did not answer before the push", head)
+				}
+				if !strings.Contains(r.stderr, "reaching the cluster") && !strings.Contains(r.stderr, "discovery") {
+					t.Errorf("stderr does not say the check before the push failed:\n%s", r.stderr)
+				}
 			}
 			checkPushedThenFailed(t, s, old, digest)
 			checkTempClean(t, r)

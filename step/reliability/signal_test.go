@@ -29,6 +29,8 @@ func TestSignals(t *testing.T) {
 		after func(git, api *faultproxy.Proxy)
 		// pushed: the new commit is on the branch by then.
 		pushed bool
+		// configMaps is how many ConfigMaps the overlay holds besides the Deployment.
+		configMaps int
 	}{
 		{name: "clone", hold: func(git, _ *faultproxy.Proxy) { git.Blackhole() }},
 		{
@@ -38,8 +40,9 @@ func TestSignals(t *testing.T) {
 			},
 			ready: func(git, _ *faultproxy.Proxy) bool { return git.Matched() },
 		},
-		// deliver makes no request to the API server before the apply.
-		{name: "apply", hold: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
+		// deliver checks the cluster before the push, so the API server must answer until the
+		// apply: slowly, so that the apply of 200 objects is still going when it stops.
+		{name: "apply", hold: func(_, api *faultproxy.Proxy) { api.Delay(20 * time.Millisecond) }, after: func(_, api *faultproxy.Proxy) { api.Blackhole() }, configMaps: 200, pushed: true},
 		// The API server answers slowly from the start, so the wait's first reads are still on
 		// the way when it stops answering at the wait phase.
 		{name: "wait", hold: func(_, api *faultproxy.Proxy) { api.Delay(150 * time.Millisecond) }, after: func(_, api *faultproxy.Proxy) { api.Blackhole() }, pushed: true},
@@ -49,7 +52,9 @@ func TestSignals(t *testing.T) {
 			t.Run(ph.name+"/"+sig.String(), func(t *testing.T) {
 				t.Parallel()
 				ns := uniqueNS("sig")
-				s := newServers(t, webApp(ns), fixture.Options{GitProxy: true})
+				a := webApp(ns)
+				a.ConfigMaps = ph.configMaps
+				s := newServers(t, a, fixture.Options{GitProxy: true})
 				digest := s.PushImage(t, "team/web", "1.4.3")
 				api, kubeconfig := apiServerProxy(t, cl)
 				deploy := args([]string{"deploy", "--env", "staging", "--kubeconfig", kubeconfig, "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, timeoutFlags, s.GitArgs())
