@@ -73,6 +73,8 @@ func TestRBACExample(t *testing.T) {
 		{[]string{"get", "secrets/deliver-staging", "-n", staging}, "yes"},
 		{[]string{"get", "secrets/other", "-n", staging}, "no"},
 		{[]string{"list", "secrets", "-n", staging}, "no"},
+		{[]string{"watch", "deployments", "-n", staging}, "yes"},
+		{[]string{"watch", "secrets", "-n", staging}, "no"},
 		{[]string{"patch", "deployments", "-n", "default"}, "no"},
 		{[]string{"create", "namespaces"}, "no"},
 		{[]string{"delete", "namespaces/" + staging}, "no"},

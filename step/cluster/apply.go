@@ -263,8 +263,12 @@ func (c *Client) execute(ctx context.Context, p *plan) (outs, pruned []outcome, 
 	newNamespaces := map[string]bool{} // dry run: namespaces that would be created
 	var crds []string
 	crdChanged := false
+	live, err := c.readLive(ctx, p, p.stage1, newNamespaces)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, m := range p.stage1 {
-		o, err := c.applyMember(ctx, m, opts)
+		o, err := c.applyMember(ctx, m, opts, live)
 		if err != nil {
 			return outs, nil, err
 		}
@@ -309,7 +313,11 @@ func (c *Client) execute(ctx context.Context, p *plan) (outs, pruned []outcome, 
 			return outs, nil, err
 		}
 	}
-	stage2, err := c.applyAll(ctx, p.stage2, opts, newNamespaces)
+	live, err = c.readLive(ctx, p, p.stage2, newNamespaces)
+	if err != nil {
+		return outs, nil, err
+	}
+	stage2, err := c.applyAll(ctx, p.stage2, opts, newNamespaces, live)
 	outs = append(outs, stage2...)
 	if err != nil {
 		return outs, nil, err
@@ -333,9 +341,10 @@ func (c *Client) execute(ctx context.Context, p *plan) (outs, pruned []outcome, 
 const applyWorkers = 8
 
 // applyAll applies members concurrently (at most applyWorkers at a time) and returns their
-// outcomes in the members' order. On error it returns the outcomes of the members before the
-// first that failed, and that member's error.
-func (c *Client) applyAll(ctx context.Context, members []*member, opts ApplyOptions, newNamespaces map[string]bool) ([]outcome, error) {
+// outcomes in the members' order; live holds the live objects read before (see readLive). On
+// error it returns the outcomes of the members before the first that failed, and that member's
+// error.
+func (c *Client) applyAll(ctx context.Context, members []*member, opts ApplyOptions, newNamespaces map[string]bool, live *liveSet) ([]outcome, error) {
 	results := make([]outcome, len(members))
 	errs := make([]error, len(members))
 	// stop only ends the handing out of work after a failure; requests in flight keep ctx, so
@@ -354,7 +363,7 @@ func (c *Client) applyAll(ctx context.Context, members []*member, opts ApplyOpti
 					results[i] = outcome{ref: m.ref, action: ActionCreated, result: m.obj}
 					continue
 				}
-				results[i], errs[i] = c.applyMember(ctx, m, opts)
+				results[i], errs[i] = c.applyMember(ctx, m, opts, live)
 				if errs[i] != nil {
 					cancel() // stop handing out work; members in flight finish
 				}
@@ -400,17 +409,22 @@ func (c *Client) resource(mapping *meta.RESTMapping, namespace string) dynamic.R
 	return c.dynamic.Resource(mapping.Resource)
 }
 
-// applyMember reads the live object, applies m, and compares: created if
-// it did not exist, unchanged if its resourceVersion or its content without
-// volatile fields (see stripVolatile) did not change, configured otherwise.
-func (c *Client) applyMember(ctx context.Context, m *member, opts ApplyOptions) (outcome, error) {
+// applyMember takes the live object from known (see readLive) or else reads it, applies m, and
+// compares: created if it did not exist (or was replaced by another object since it was read),
+// unchanged if its resourceVersion or its content without volatile fields (see stripVolatile)
+// did not change, configured otherwise.
+func (c *Client) applyMember(ctx context.Context, m *member, opts ApplyOptions, known *liveSet) (outcome, error) {
 	ri := c.resource(m.mapping, m.ref.Namespace)
-	live, err := ri.Get(ctx, m.ref.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		live = nil
-	case err != nil:
-		return outcome{}, classify(ctx, "reading "+m.ref.String(), err)
+	live, listed := known.lookup(m)
+	if !listed {
+		var err error
+		live, err = ri.Get(ctx, m.ref.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			live = nil
+		case err != nil:
+			return outcome{}, classify(ctx, "reading "+m.ref.String(), err)
+		}
 	}
 	body, err := m.obj.MarshalJSON()
 	if err != nil {
@@ -433,7 +447,8 @@ func (c *Client) applyMember(ctx context.Context, m *member, opts ApplyOptions) 
 	}
 	o := outcome{ref: m.ref, live: live, result: result, action: ActionConfigured}
 	switch {
-	case live == nil:
+	case live == nil || live.GetUID() != result.GetUID():
+		// The UIDs differ if the object was deleted and created again since it was read.
 		o.action = ActionCreated
 	case !opts.DryRun && live.GetResourceVersion() == result.GetResourceVersion():
 		o.action = ActionUnchanged

@@ -2,10 +2,13 @@ package cluster_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/step/cluster"
@@ -361,5 +364,216 @@ spec:
 	got := strings.Join(warnings.get(), "\n")
 	if !strings.Contains(got, "beta.kubernetes.io/os") || !strings.Contains(got, "deprecated") {
 		t.Errorf("warnings %q: want the deprecated node label", got)
+	}
+}
+
+// getPatchOnlyRole lets user apply ConfigMaps, Services, Deployments and the ApplySet parent
+// in namespace ns without the right to list or watch anything.
+func getPatchOnlyRole(ns, user string) string {
+	return strings.NewReplacer("NS", ns, "USER", user).Replace(`
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: get-patch-only
+  namespace: NS
+rules:
+- apiGroups: [""]
+  resources: [configmaps, services, secrets]
+  verbs: [get, create, patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: get-patch-only
+  namespace: NS
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: get-patch-only
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: USER
+`)
+}
+
+// TestApplyClassifiesWithLists applies many objects of three kinds with an ApplySet: first, again
+// unchanged, with one object changed, one new and one adopted, and as a dry run. Apply reads
+// the ApplySet's members with one LIST per kind and namespace, and only the others one by one;
+// as an identity that may get and patch but not list (or watch) it reads every object one by
+// one. Both classify every object the same way, and both can wait for the result.
+func TestApplyClassifiesWithLists(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		canList bool
+	}{
+		{"admin", true},
+		{"get and patch only", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			ns := e.ns
+			e.createNamespace(ns)
+			c := e.c
+			if !tc.canList {
+				user := "deliver-test-" + ns
+				e.kubectl("apply", "-f", writeFile(t, "rbac.yaml", getPatchOnlyRole(ns, user)))
+				c = e.impersonating(user)
+			}
+			rec := &recorder{}
+			c = rec.client(t, c)
+			set := cluster.ApplySetRef{Name: "deliver-lists", Namespace: ns}
+			opts := cluster.ApplyOptions{DefaultNamespace: ns, ApplySet: set}
+			members := []string{"configmaps", "services", "deployments"}
+
+			// docs returns 6 ConfigMaps, 3 Services and 3 Deployments (web-1 with replicas
+			// replicas), with cm-1's value and any extra ConfigMaps.
+			docs := func(value string, replicas int, extra ...string) string {
+				var d []string
+				for i := range 6 {
+					v := fmt.Sprintf("v%d", i)
+					if i == 1 {
+						v = value
+					}
+					d = append(d, fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%d\ndata:\n  k: %s\n", i, v))
+				}
+				for _, name := range extra {
+					d = append(d, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "+name+"\ndata:\n  k: v\n")
+				}
+				for i := range 3 {
+					d = append(d, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-%d\nspec:\n  selector: {app: web-%d}\n  ports: [{port: 80}]\n", i, i))
+				}
+				for i := range 3 {
+					r := 1
+					if i == 1 {
+						r = replicas
+					}
+					d = append(d, fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web-%d
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: web-%d}}
+  template:
+    metadata: {labels: {app: web-%d}}
+    spec:
+      containers: [{name: web, image: registry.example/web:1}]
+`, i, r, i, i))
+				}
+				return strings.Join(d, "---\n")
+			}
+			// want returns the expected "Ref=action" lines: every object unchanged but those
+			// of actions.
+			want := func(extra []string, actions map[string]string) []string {
+				var l []string
+				add := func(ref string) {
+					a := actions[ref]
+					if a == "" {
+						a = "unchanged"
+					}
+					l = append(l, ref+"="+a)
+				}
+				for i := range 6 {
+					add(fmt.Sprintf("ConfigMap/%s/cm-%d", ns, i))
+				}
+				for _, name := range extra {
+					add("ConfigMap/" + ns + "/" + name)
+				}
+				for i := range 3 {
+					add(fmt.Sprintf("Service/%s/svc-%d", ns, i))
+				}
+				for i := range 3 {
+					add(fmt.Sprintf("Deployment/%s/web-%d", ns, i))
+				}
+				return l
+			}
+			apply := func(step, docs string, opts cluster.ApplyOptions, want []string) (cluster.ApplyResult, []apiRequest) {
+				t.Helper()
+				rec.take()
+				res, err := c.Apply(e.ctx, objects(t, docs), opts)
+				if err != nil {
+					t.Fatalf("%s: Apply: %v", step, err)
+				}
+				reqs := rec.take()
+				equalSlices(t, step, actions(res), want)
+				return res, reqs
+			}
+			checkLists := func(step string, reqs []apiRequest, wantLists int) {
+				t.Helper()
+				equal(t, step+": LISTs of members", count(reqs, "list", members...), wantLists)
+				for _, r := range reqs {
+					if r.verb == "list" && r.labelSelector != cluster.LabelPartOf+"="+set.ID() {
+						t.Errorf("%s: %s: want the ApplySet's label selector", step, r)
+					}
+				}
+			}
+
+			// First apply: nothing is a member yet, so nothing is listed.
+			created := map[string]string{}
+			for _, l := range want(nil, nil) {
+				ref, _, _ := strings.Cut(l, "=")
+				created[ref] = "created"
+			}
+			res, reqs := apply("first apply", docs("v1", 1), opts, want(nil, created))
+			equal(t, "first apply: GETs of members", count(reqs, "get", members...), 12)
+			checkLists("first apply", reqs, 0)
+
+			// Wait for the new Deployments works with or without the right to watch.
+			var progress progressLog
+			seen := make([]*unstructured.Unstructured, 0, len(res.Objects))
+			for _, o := range res.Objects {
+				seen = append(seen, o.Object)
+			}
+			if err := c.Wait(e.ctx, refs(res), cluster.WaitOptions{Timeout: time.Minute, Seen: seen, Progress: progress.add}); err != nil {
+				t.Fatalf("Wait: %v", err)
+			}
+			reqs = rec.take()
+			t.Logf("Wait's requests: %v; progress: %q", reqs, progress.get())
+			if tc.canList && count(reqs, "watch", "deployments") == 0 {
+				t.Errorf("Wait did not watch the Deployments: %v", reqs)
+			}
+
+			// Again: every object is a member; one LIST per kind replaces the 12 GETs.
+			_, reqs = apply("second apply", docs("v1", 1), opts, want(nil, nil))
+			wantGets := 0
+			if !tc.canList {
+				wantGets = 12 // each LIST forbidden
+			}
+			equal(t, "second apply: GETs of members", count(reqs, "get", members...), wantGets)
+			checkLists("second apply", reqs, 3)
+
+			// One changed, one new, one that exists without the ApplySet's label: only the
+			// last two are read one by one.
+			e.kubectl("create", "configmap", "cm-adopted", "-n", ns, "--from-literal=k=v")
+			extra := []string{"cm-adopted", "cm-new"}
+			_, reqs = apply("update", docs("changed", 1, extra...), opts, want(extra, map[string]string{
+				"ConfigMap/" + ns + "/cm-1":       "configured",
+				"ConfigMap/" + ns + "/cm-adopted": "configured",
+				"ConfigMap/" + ns + "/cm-new":     "created",
+			}))
+			wantGets = 2
+			if !tc.canList {
+				wantGets = 14
+			}
+			equal(t, "update: GETs of members", count(reqs, "get", members...), wantGets)
+			checkLists("update", reqs, 3)
+			equal(t, "cm-1 after the update", e.kubectl("get", "configmap", "cm-1", "-n", ns, "-o", "jsonpath={.data.k}"), "changed")
+
+			// A dry run of a scale-up changes nothing and says what would change.
+			dry := opts
+			dry.DryRun = true
+			_, reqs = apply("dry run", docs("changed", 3, extra...), dry, want(extra, map[string]string{
+				"Deployment/" + ns + "/web-1": "configured",
+			}))
+			checkLists("dry run", reqs, 3)
+			equal(t, "web-1 replicas after the dry run", e.kubectl("get", "deployment", "web-1", "-n", ns, "-o", "jsonpath={.spec.replicas}"), "1")
+
+		})
 	}
 }

@@ -35,8 +35,11 @@ var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 type WaitOptions struct {
 	// Timeout is how long to wait for all objects; default 5 minutes.
 	Timeout time.Duration
-	// Interval is the longest time between two polls; default 1 second. Polls start
-	// 100ms apart and back off to Interval, so quick rollouts are seen quickly.
+	// Interval is the longest time between two polls; default 1 second. Wait watches the
+	// objects that are not Current, and sees their changes as they happen; while every such
+	// object is watched, polls are Interval apart, as a safety net. Otherwise (no watch
+	// permission, for example) polls start 100ms apart and back off to Interval, so quick
+	// rollouts are seen quickly.
 	Interval time.Duration
 	// Seen holds objects as last seen, such as the results of Apply (AppliedObject.Object).
 	// Wait computes their status from these before reading anything, so objects that are
@@ -58,13 +61,17 @@ type objState struct {
 	detail  string // "Reason: message" explaining status
 	summary string // short state for progress lines
 	current bool
-	pending bool   // was seen not Current
-	shown   string // the last summary reported
-	err     error  // from the last read
+	pending bool        // was seen not Current
+	shown   string      // the last summary reported
+	err     error       // from the last read
+	watch   *watchGroup // the watch following the object; nil if none
 }
 
-// Wait polls objs until every one is Current (kstatus), one Failed, or the
-// timeout passed. Objects that are Current are not polled again. A
+// Wait waits until every one of objs is Current (kstatus), one Failed, or the
+// timeout passed. It reads the objects that are not Current, then watches them
+// (see startWatches) and evaluates their status on every change, polling them
+// as well: often while they are not all watched, every opts.Interval while they
+// are. Objects that are Current are neither watched nor polled again. A
 // Deployment whose progress deadline was exceeded counts as Failed.
 //
 // On failure or timeout the error wraps ErrRolloutFailed and lists every
@@ -75,8 +82,11 @@ type objState struct {
 //	Deployment/demo/web: Failed: ProgressDeadlineExceeded: ReplicaSet "web-5d9c" has timed out progressing.; pod web-5d9c-x2x7p: Unschedulable: 0/1 nodes are available: ...
 //
 // Errors reading objects are retried until the timeout, except
-// authorization errors and unknown kinds, which end the wait at once. If
-// ctx ends, Wait returns its error.
+// authorization errors and unknown kinds, which end the wait at once; a watch
+// that fails, ends or is forbidden only leaves its objects to the polls. If
+// the last read of every object that is not Current failed when the time ran
+// out, the error wraps ErrUnreachable instead. If ctx ends, Wait returns its
+// error.
 func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) error {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultWaitTimeout
@@ -107,10 +117,22 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 	}
 	wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
+	// ws are the watches, started after the first poll; between polls, Wait evaluates the
+	// objects again whenever they send something.
+	var ws *watches
+	defer func() { ws.stop() }()
 	delay := firstPollDelay
-	var lastReport time.Time
+	var lastReport, polled time.Time
+	poll := true
 	for {
-		c.observeAll(wctx, states)
+		if poll {
+			c.observeAll(wctx, states)
+			polled = time.Now()
+			// Then what the watches sent during the poll: it may be older than what the poll
+			// read, but a watch sends every later change too, so each object ends up as its
+			// watch last saw it.
+			ws.drain()
+		}
 		failed, notCurrent := 0, 0
 		for _, s := range states {
 			if s.err != nil {
@@ -149,8 +171,17 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 				return c.rolloutError(ctx, states, 0)
 			}
 		}
+		if ws == nil {
+			ws = c.startWatches(wctx, states)
+		}
+		gap := delay
+		if ws.covers(states) {
+			gap = opts.Interval
+		}
+		next := time.NewTimer(time.Until(polled.Add(gap)))
 		select {
 		case <-wctx.Done():
+			next.Stop()
 			if ctx.Err() != nil {
 				return fmt.Errorf("waiting for rollout: %w", ctx.Err())
 			}
@@ -160,9 +191,15 @@ func (c *Client) Wait(ctx context.Context, objs []ObjectRef, opts WaitOptions) e
 				return err
 			}
 			return c.rolloutError(ctx, states, opts.Timeout)
-		case <-time.After(delay):
+		case <-next.C:
+			poll = true
+			delay = min(2*delay, opts.Interval)
+		case m := <-ws.msgs:
+			next.Stop()
+			ws.handle(m)
+			ws.drain()
+			poll = false
 		}
-		delay = min(2*delay, opts.Interval)
 	}
 }
 
@@ -238,7 +275,7 @@ func (c *Client) observeAll(ctx context.Context, states []*objState) {
 func (c *Client) observe(ctx context.Context, s *objState) error {
 	u, err := c.resource(s.mapping, s.ref.Namespace).Get(ctx, s.ref.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		s.obj, s.status, s.detail, s.summary = nil, status.NotFoundStatus, "not found", "not found"
+		s.notFound()
 		return nil
 	}
 	if err != nil {
@@ -246,6 +283,11 @@ func (c *Client) observe(ctx context.Context, s *objState) error {
 	}
 	s.fromObject(u)
 	return nil
+}
+
+// notFound records that the object does not exist.
+func (s *objState) notFound() {
+	s.obj, s.status, s.detail, s.summary = nil, status.NotFoundStatus, "not found", "not found"
 }
 
 // fromObject records u as the object last seen and computes its status.

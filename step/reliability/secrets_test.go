@@ -294,8 +294,9 @@ func TestSecretsNeverShown(t *testing.T) {
 			t.Run("cluster down", func(t *testing.T) {
 				off := ok
 				off.kubeconfig = down
+				head := s.Head(t)
 				for _, cmd := range [][]string{
-					{"deploy", "--env", "staging", "--image", image("1.1.0")},
+					{"deploy", "--env", "staging", "--image", image("1.2.0")},
 					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.2.0"},
 					{"promote", "--from", "staging", "--to", "production"},
 					{"apply", "--env", "staging"},
@@ -306,6 +307,10 @@ func TestSecretsNeverShown(t *testing.T) {
 						t.Errorf("%s: the error does not say the cluster is unreachable:\n%s", cmd[0], r.stderr)
 					}
 				}
+				// The cluster is checked before the push: nothing was pushed.
+				if got := s.Head(t); got != head {
+					t.Errorf("the config repo moved to %s although the cluster was down", got)
+				}
 			})
 			t.Run("hook rejection", func(t *testing.T) {
 				if err := s.Git.SetHook(s.Name, "pre-receive", "#!/bin/sh\necho 'protected branch: use a merge request' >&2\nexit 1\n"); err != nil {
@@ -313,9 +318,9 @@ func TestSecretsNeverShown(t *testing.T) {
 				}
 				defer s.Git.SetHook(s.Name, "pre-receive", "#!/bin/sh\nexit 0\n")
 				for _, cmd := range [][]string{
-					// Each would change the repo (staging is at 1.2.0, qa at 0.9.0).
+					// Each would change the repo (staging is at 1.1.0 since the rollback, qa at 0.9.0).
 					{"deploy", "--env", "staging", "--image", image("1.3.0"), "--no-apply"},
-					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.1.0", "--no-apply"},
+					{"rollback", "--env", "staging", "--image", "web", "--tag", "1.2.0", "--no-apply"},
 					{"promote", "--from", "staging", "--to", "qa", "--no-apply"},
 					{"lock", "--env", "staging", "--image", "web"},
 				} {
