@@ -203,3 +203,19 @@ func BenchmarkBuild(b *testing.B) {
 		})
 	}
 }
+
+// noImages cuts the file at path before its images: key (the fixtures put it last).
+func noImages(tb testing.TB, path string) {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cut := strings.Index(string(data), "images:")
+	if cut < 0 {
+		tb.Fatalf("%s has no images:", path)
+	}
+	if err := os.WriteFile(path, data[:cut], 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}

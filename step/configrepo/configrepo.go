@@ -59,19 +59,20 @@ type Options struct {
 	// Timeout bounds a whole Update, all attempts included, and each Clone, Fetch and Deepen
 	// (default 2m).
 	Timeout time.Duration
-	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means the default:
-	// 50ms doubling per attempt, capped at 2s, each sleep stretched by a random 0-100%
-	// (full jitter). Every lost race means another push landed, so the branch makes
-	// progress whoever waits; what the backoff must do is spread the losers over time so
-	// that they stop colliding. A narrower one (20ms × 1.5, capped at 400ms) kept 31
-	// losers retrying within the time one attempt takes and made 60% more attempts at 32
-	// concurrent pipelines (BENCHMARKS.md, F2).
+	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
+	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
+	// 0-100% (full jitter). Every lost race means another push landed, so the branch makes
+	// progress whoever waits; what the backoff must do is spread the losers over time so that
+	// they stop colliding, without leaving the branch idle. Measured with 32 concurrent
+	// pipelines (BENCHMARKS.md, F2): 20ms × 1.5 capped at 400ms kept the losers colliding
+	// (250 lost races, 13.7 s); a 2s cap halved the collisions but left the branch idle at the
+	// end (150, 12.2 s); a 1s cap has as few collisions and less idling (150, 11.0 s).
 	Backoff wait.Backoff
 }
 
 // DefaultBackoff returns the backoff between push attempts used when Options.Backoff is zero.
 func DefaultBackoff() wait.Backoff {
-	return wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Cap: 2 * time.Second}
+	return wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Cap: time.Second}
 }
 
 // Repo is a shallow clone of one branch of the config repository.
