@@ -17,6 +17,8 @@ func TestCheckDuplicateKeys(t *testing.T) {
 		{"top-level duplicate", "namespace: a\nresources: []\nnamespace: b\n", 3, "duplicate key namespace (first at line 1)"},
 		{"nested duplicate", "patches:\n- path: p.yaml\n  target:\n    kind: A\n    kind: B\n", 5, "duplicate key patches[0].target.kind (first at line 4)"},
 		{"same key in two entries", "images:\n- name: a\n- name: b\n", 0, ""},
+		{"top-level keys differing in case", "namespace: a\nresources: []\nNamespace: b\n", 3, "duplicate key Namespace (first at line 1, as namespace: kustomize reads these keys regardless of case)"},
+		{"nested keys differing in case are distinct", "commonLabels:\n  app: a\n  App: b\n", 0, ""},
 		{"merge keys may repeat", "a: &a {x: 1}\nb: &b {y: 1}\nc:\n  <<: *a\n  <<: *b\n", 0, ""},
 		{"flow mapping", "labels: {a: 1, a: 2}\n", 1, "duplicate key labels.a"},
 		{"second document", "a: 1\n---\nb: 1\nb: 2\n", 4, "duplicate key b"},

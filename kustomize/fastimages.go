@@ -23,16 +23,20 @@ import (
 //
 // fastImages builds the overlay without its images: and then runs kustomize's own image
 // filters (imagetag.LegacyFilter and imagetag.Filter, the two the transformer runs),
-// entry after entry in the file's order, on only the resources that hold an image value
-// the entry can match. A resource without such a value is one those filters leave
-// unchanged, so the result is the same; the saving is in not visiting it.
+// entry after entry in the file's order: the first on every resource (which also meets
+// every error the filters raise on a resource of the wrong shape), the others on only the
+// resources that hold an image value the entry can match. A resource without such a value
+// is one those filters leave unchanged, so the result is the same; the saving is in not
+// visiting it.
 //
 // It applies only where the image transformer is the last thing that touches images:
 // not when the overlay has replacements, transformers, validators or buildMetadata (they
 // run after it or record it), nor when any kustomization in the build has vars,
 // configurations or crds (they read image fields later, or add image fields beyond
-// kustomize's defaults). Then, and whenever anything on the fast path fails, the build is
-// plain kustomize. TestFastImagesMatchesKustomize pins the equivalence.
+// kustomize's defaults), nor when the build reads the overlay's kustomization file as
+// data (a generator or resource naming it would see it without images:). Then, and
+// whenever anything on the fast path fails, the build is plain kustomize.
+// TestFastImagesMatchesKustomize pins the equivalence.
 
 // imageFieldSpecs are kustomize's default image fields (internal/konfig/builtinpluginconsts,
 // images.go, of sigs.k8s.io/kustomize/api v0.21.2), the FsSlice its image transformer is
@@ -78,7 +82,7 @@ var errNotFast = errors.New("the fast image path does not apply")
 // other error) for the caller to fall back to a plain build.
 func fastImages(fsys *confinedFS, plan *buildPlan, run func(*confinedFS, func(resmap.ResMap) error) (resmap.ResMap, error)) (resmap.ResMap, error) {
 	k := plan.topK
-	if len(k.Images) == 0 || plan.custom || len(k.Replacements) > 0 || len(k.Transformers) > 0 ||
+	if len(k.Images) == 0 || plan.custom || plan.readsTop || len(k.Replacements) > 0 || len(k.Transformers) > 0 ||
 		len(k.Validators) > 0 || len(k.BuildMetadata) > 0 || plan.topPath == "" {
 		return nil, errNotFast
 	}
@@ -146,19 +150,20 @@ func withoutImages(data []byte, k types.Kustomization) ([]byte, error) {
 // setImages applies the entries to the resources as kustomize's image transformer does:
 // for each entry in order, its legacy filter and then its field-spec filter on every
 // resource, skipping the resources that hold no image value the entry could match.
+//
+// The first entry visits every resource: the filters fail on a resource of the wrong shape
+// (metadata that does not read, a scalar where a field path expects a list or a mapping, a
+// container that is not a mapping, an image that is not a string) whatever the entry's
+// name, and a resource that cannot match must fail the build as it does with kustomize.
+// Later entries would meet the same shapes, so they may skip what cannot match.
 func setImages(res []*resource.Resource, entries []types.Image, specs types.FsSlice) error {
 	values := make([][]string, len(res))
 	for i, r := range res {
-		// The legacy filter fails on a resource whose metadata does not read, whether or
-		// not it holds an image: so does this.
-		if _, err := r.GetMeta(); err != nil {
-			return err
-		}
 		values[i] = imageValues(r.YNode(), nil)
 	}
-	for _, img := range entries {
+	for e, img := range entries {
 		for i, r := range res {
-			if !anyMayMatch(values[i], img.Name) {
+			if e > 0 && !anyMayMatch(values[i], img.Name) {
 				continue
 			}
 			if err := r.ApplyFilter(imagetag.LegacyFilter{ImageTag: img}); err != nil {

@@ -163,6 +163,13 @@ func TestFastImagesMatchesKustomize(t *testing.T) {
 		{name: "component", overlay: "components:\n- ../../comp\nimages:\n- name: web\n  newTag: comp\n",
 			extra: map[string]string{"comp/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nimages:\n- name: nginx\n  newName: mirror/nginx\n"}},
 
+		// kustomize fails on these whatever the entry's name: so must the fast path.
+		{name: "scalar where a field path expects a mapping", overlay: "- thing.yaml\nimages:\n- name: nothing-here\n  newTag: v2\n",
+			extra: map[string]string{"overlays/env/thing.yaml": "apiVersion: example.com/v1\nkind: Other\nmetadata:\n  name: odd\nspec:\n  template: a string template\n"}},
+		{name: "container that is not a mapping", overlay: "- thing.yaml\nimages:\n- name: web\n  newTag: v2\n- name: nothing-here\n  newTag: v3\n",
+			extra: map[string]string{"overlays/env/thing.yaml": "apiVersion: example.com/v1\nkind: Other\nmetadata:\n  name: odd\nspec:\n  containers:\n  - nginx\n"}},
+
+		{name: "a generator reading the kustomization is not fast", notFast: true, overlay: "configMapGenerator:\n- name: src\n  files:\n  - kustomization.yaml\nimages:\n- name: web\n  newTag: v2\n"},
 		{name: "replacements are not fast", notFast: true, overlay: "images:\n- name: web\n  newTag: v2\nreplacements:\n- source:\n    kind: ConfigMap\n    name: config\n    fieldPath: data.image\n  targets:\n  - select:\n      kind: Pod\n    fieldPaths:\n    - spec.containers.0.image\n"},
 		{name: "vars are not fast", notFast: true, overlay: "images:\n- name: web\n  newTag: v2\nvars:\n- name: IMG\n  objref:\n    kind: Pod\n    name: pod\n    apiVersion: v1\n  fieldref:\n    fieldpath: spec.containers[0].image\n"},
 		{name: "configurations are not fast", notFast: true, overlay: "images:\n- name: web\n  newTag: v2\nconfigurations:\n- images.yaml\n",

@@ -48,6 +48,11 @@ type buildPlan struct {
 	// crds: these change which fields hold images or read them after the image
 	// transformer ran.
 	custom bool
+	// readsTop is set when an entry of some kustomization (a generator's file, a patch, a
+	// resource) is the overlay's kustomization file itself.
+	readsTop bool
+	// topReal is topPath with its symlinks resolved.
+	topReal string
 }
 
 func (w *refWalker) walk(dir string, top bool) error {
@@ -91,6 +96,9 @@ func (w *refWalker) walk(dir string, top bool) error {
 	f := &kustFile{w: w, path: kfile, dir: dir, data: data}
 	if top {
 		w.plan.topPath, w.plan.top, w.plan.topK = kfile, data, k
+		if w.plan.topReal, err = w.fsys.check(kfile); err != nil {
+			return err
+		}
 	}
 	if len(k.Vars) > 0 || len(k.Configurations) > 0 || len(k.Crds) > 0 {
 		w.plan.custom = true
@@ -199,6 +207,9 @@ func (f *kustFile) checkPath(field, entry string) (string, error) {
 	real, err := f.w.fsys.check(p)
 	if err != nil {
 		return "", f.errorf(entry, "%s entry %q: %w", field, entry, err)
+	}
+	if real == f.w.plan.topReal {
+		f.w.plan.readsTop = true
 	}
 	return real, nil
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
@@ -139,7 +141,14 @@ func (c *Client) Check(ctx context.Context) error {
 	if err == nil || discovery.IsGroupDiscoveryFailedError(err) {
 		return nil
 	}
-	return classify(ctx, "reading the API server's discovery from "+c.config.Host, err)
+	what := "reading the API server's discovery from " + c.config.Host
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && !apierrors.IsUnauthorized(err) && !apierrors.IsForbidden(err) {
+		// Any other answer (404, 500, ...) means the URL does not lead to a working API
+		// server; nothing was applied, so it is not an apply failure.
+		return fmt.Errorf("%s: %w: it does not answer as a Kubernetes API server: %w", what, ErrUnreachable, err)
+	}
+	return classify(ctx, what, err)
 }
 
 // loadConfig finds the kubeconfig (see Connect) and returns the client

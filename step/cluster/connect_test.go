@@ -1,10 +1,15 @@
 package cluster_test
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -144,4 +149,71 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCheck: the check before the push passes against the real API server, says a cluster
+// that refuses the token refused the credentials, and says a URL that leads to some other
+// HTTP server, or to nothing, is unreachable rather than an apply failure.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	cl := testenv.SharedCluster(t)
+	ctx := t.Context()
+	noEnv := func(string) string { return "" }
+	kubeconfig := func(server, token string) []byte {
+		c := clientcmdapi.NewConfig()
+		c.Clusters["c"] = &clientcmdapi.Cluster{Server: server, InsecureSkipTLSVerify: strings.HasPrefix(server, "https://")}
+		c.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: token}
+		c.Contexts["x"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+		c.CurrentContext = "x"
+		data, err := clientcmd.Write(*c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	admin, err := clientcmd.LoadFromFile(cl.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiURL := admin.Clusters[admin.Contexts[admin.CurrentContext].Cluster].Server
+	notKube := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notKube.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+
+	tests := []struct {
+		name    string
+		opts    cluster.Options
+		want    error
+		wantMsg string
+	}{
+		{"the real API server", cluster.Options{Kubeconfig: cl.Kubeconfig, Getenv: noEnv}, nil, ""},
+		{"a token it does not know", cluster.Options{KubeconfigData: kubeconfig(apiURL, "not-a-token"), Getenv: noEnv}, cluster.ErrUnauthorized, ""},
+		{"another HTTP server", cluster.Options{KubeconfigData: kubeconfig(notKube.URL, "t"), Getenv: noEnv}, cluster.ErrUnreachable, "does not answer as a Kubernetes API server"},
+		{"nothing listening", cluster.Options{KubeconfigData: kubeconfig(closed.URL, "t"), Getenv: noEnv}, cluster.ErrUnreachable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := cluster.Connect(ctx, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			err = c.Check(cctx)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Check = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Fatalf("Check = %v, want %v with %q", err, tt.want, tt.wantMsg)
+			}
+			if errors.Is(err, cluster.ErrApply) {
+				t.Errorf("Check = %v: nothing was applied", err)
+			}
+		})
+	}
 }

@@ -63,15 +63,17 @@ func (l *liveSet) lookup(m *member) (live *unstructured.Unstructured, listed boo
 // the parent's contains-group-kinds and their namespace is the parent's or one of its
 // additional namespaces (a first apply lists nothing). One LIST per collection replaces a GET
 // per object. Without an ApplySet it lists nothing: a LIST without a selector could return any
-// number of unrelated objects. Members applyAll does not send to the server (see there) are
-// left out.
+// number of unrelated objects; nor in a dry run (see below). Members applyAll does not send to
+// the server (see there) are left out.
 //
 // A collection whose LIST is forbidden (RBAC may grant get and patch but not list, as
 // examples/rbac does for Secrets), not found or not supported is left unlisted, so its members
 // are read one by one as before; other errors end the apply, classified like the GET's.
 func (c *Client) readLive(ctx context.Context, p *plan, members []*member, newNamespaces map[string]bool) (*liveSet, error) {
 	live := &liveSet{listed: map[collection]map[string]*unstructured.Unstructured{}}
-	if p.set == nil {
+	if p.set == nil || p.opts.DryRun {
+		// A dry run (diff) reports what would change: it reads each object just before its
+		// dry-run apply, so a change made since a list cannot hide behind an older copy.
 		return live, nil
 	}
 	type todo struct {
