@@ -25,7 +25,8 @@ const (
 	// ExitPush: the config repo could not be updated: unreachable, a hook or protected branch
 	// refused the push, or every attempt lost the race.
 	ExitPush = 5
-	// ExitApply: applying to the cluster failed.
+	// ExitApply: the cluster could not be reached (also when checked before the push, which
+	// then pushes nothing), or applying to it failed.
 	ExitApply = 6
 	// ExitRollout: the rollout did not become ready in time, or failed.
 	ExitRollout = 7
