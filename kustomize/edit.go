@@ -415,6 +415,10 @@ func (ed *editor) addKeys(e *entry, keys []string, img types.Image) error {
 	}
 	if m.Style&yaml.FlowStyle != 0 {
 		var b strings.Builder
+		if isImplicitNull(lastV) {
+			// "{..., x: }": end is right after the colon, and "x:," would read differently.
+			b.WriteString(" ")
+		}
 		for _, k := range keys {
 			b.WriteString(", " + keyText(k, e) + ": " + render(getField(img, k), stylePlain))
 		}

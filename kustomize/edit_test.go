@@ -191,6 +191,10 @@ func TestEditImagesErrors(t *testing.T) {
 		{"anchored entry", "images:\n  - &w\n    name: web\n", web, 2, "anchors and aliases", nil},
 		{"aliased list", "x: &l []\nimages: *l\n", web, 2, "anchors and aliases", nil},
 		{"too large", "a: " + strings.Repeat("x", maxFileSize) + "\n", web, 0, "larger than", nil},
+		{"explicit key", "? namespace\n: x\n", web, 1, "explicit keys", nil},
+		{"explicit key on the next line", "?\n 0A0\n", web, 2, "explicit keys", nil},
+		{"explicit key on the next line after a byte order mark", "\uFEFF?\n 0A0\n", web, 2, "explicit keys", nil},
+		{"explicit key after a comment", "? # the key\n\n  # more\n  namespace\n: x\n", web, 4, "explicit keys", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

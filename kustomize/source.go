@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -109,6 +110,7 @@ func parseSource(data []byte) (*source, error) {
 		return nil, ferr(root.Line, "unsupported top-level mapping")
 	}
 	s.root = root
+	indent := s.entryIndent(root)
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.ShortTag() == "!!merge" {
@@ -117,7 +119,7 @@ func parseSource(data []byte) (*source, error) {
 		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
 			return nil, ferr(k.Line, "a top-level key that is not a string")
 		}
-		if s.explicitKey(k) {
+		if s.explicitKey(k, indent) {
 			return nil, ferr(k.Line, "explicit keys (? key) at the top level are not supported")
 		}
 		if k.Value != "images" {
@@ -368,17 +370,61 @@ func (s *source) skipProperties(n *yaml.Node, off int) (int, error) {
 	return off, nil
 }
 
-// explicitKey reports whether a mapping key is written with the "? " indicator.
-func (s *source) explicitKey(k *yaml.Node) bool {
+// entryIndent returns the column at which the entries of the block mapping m start: the
+// smallest column of the first non-blank character on the line of any of its keys. (A key
+// written "?" on one line and its text on the next is indented more than the "?", so it
+// does not lower the minimum below the entries' column.)
+func (s *source) entryIndent(m *yaml.Node) int {
+	indent := -1
+	for i := 0; i < len(m.Content); i += 2 {
+		off := s.offset(m.Content[i])
+		if off < 0 {
+			continue
+		}
+		start := s.lineOf(off)
+		if start == 0 {
+			start = s.bom
+		}
+		col := s.column(start + len(s.data[start:off]) - len(bytes.TrimLeft(s.data[start:off], " \t")))
+		if indent < 0 || col < indent {
+			indent = col
+		}
+	}
+	return indent
+}
+
+// explicitKey reports whether the top-level key k is written with the explicit key
+// indicator: "? key" on one line, or a "?" line (possibly with a comment) followed by the key
+// on a later line. indent is the column of the mapping's entries (entryIndent): a "?" line
+// indented deeper is the text of the previous entry's value, not an indicator.
+func (s *source) explicitKey(k *yaml.Node, indent int) bool {
 	off := s.offset(k)
 	if off < 0 {
 		return false
 	}
-	i := off - 1
-	for i >= 0 && isBlank(s.data[i]) {
-		i--
+	start := s.lineOf(off)
+	before := strings.Trim(string(s.data[start:off]), " \t")
+	if before != "" {
+		return before == "?" // "? key"
 	}
-	return i >= 0 && s.data[i] == '?'
+	for end := start - 1; end > 0; {
+		lineStart := bytes.LastIndexByte(s.data[:end], '\n') + 1
+		raw := string(s.data[lineStart:end])
+		if lineStart == 0 {
+			raw = strings.TrimPrefix(raw, "\uFEFF")
+		}
+		line := strings.Trim(raw, " \t\r")
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+			end = lineStart - 1
+			continue
+		case line == "?" || strings.HasPrefix(line, "?") && isBlank(line[1]) && strings.HasPrefix(strings.TrimLeft(line[1:], " \t"), "#"):
+			col := len(raw) - len(strings.TrimLeft(raw, " \t"))
+			return indent < 0 || col <= indent
+		}
+		return false
+	}
+	return false
 }
 
 // isImplicitNull reports whether n is a null with no text at all (as in "newTag:").
