@@ -68,18 +68,7 @@ func parseImageSpecs(values []string) ([]imageSpec, error) {
 			return nil, usage(fmt.Errorf("--%s: image %q given twice", flagImage, img.Name))
 		}
 		seen[img.Name] = true
-		repo := img.NewName
-		if repo == "" {
-			repo = img.Name
-		}
-		ref := repo
-		if img.NewTag != "" {
-			ref += ":" + img.NewTag
-		}
-		if img.Digest != "" {
-			ref += "@" + img.Digest
-		}
-		specs = append(specs, imageSpec{image: img, ref: ref})
+		specs = append(specs, imageSpec{image: img, ref: kustomize.FormatImage(img)})
 	}
 	return specs, nil
 }

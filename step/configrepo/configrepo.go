@@ -77,12 +77,11 @@ func DefaultBackoff() wait.Backoff {
 
 // Repo is a shallow clone of one branch of the config repository.
 type Repo struct {
-	opts    Options
-	url     string
-	dir     string
-	repo    *git.Repository
-	auth    transport.AuthMethod
-	fetches int
+	opts Options
+	url  string
+	dir  string
+	repo *git.Repository
+	auth transport.AuthMethod
 }
 
 // Clone clones opts.Branch of opts.URL (depth 1, single branch) into a new temporary directory.
@@ -298,7 +297,7 @@ func (r *Repo) lostRace(ctx context.Context, base, commit plumbing.Hash, pushErr
 	if errors.Is(pushErr, ErrAuth) || errors.Is(pushErr, ErrNotFound) {
 		return false, pushErr
 	}
-	tip, err := r.fetch(ctx)
+	tip, err := r.remoteTip(ctx)
 	if err != nil {
 		return false, fmt.Errorf("%w (and re-reading the branch after the failed push: %v)", pushErr, err)
 	}
@@ -326,7 +325,6 @@ func isRefLockFailure(err error) bool {
 // fetch updates refs/remotes/origin/<branch> to the server's tip (depth 1) and returns it.
 func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 	remoteRef := plumbing.NewRemoteReferenceName("origin", r.opts.Branch)
-	r.fetches++
 	err := r.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName:      "origin",
 		RefSpecs:        []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(r.opts.Branch).String() + ":" + remoteRef.String())},
@@ -345,6 +343,31 @@ func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, fmt.Errorf("reading %s: %w", remoteRef, err)
 	}
 	return ref.Hash(), nil
+}
+
+// remoteTip asks the server where the branch points (like git ls-remote), without fetching
+// any objects: enough to tell a lost race from a push that landed. Update fetches the tip
+// itself only after the backoff, when it is about to edit on it.
+func (r *Repo) remoteTip(ctx context.Context) (plumbing.Hash, error) {
+	remote, err := r.repo.Remote("origin")
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("reading remote origin: %w", err)
+	}
+	refs, err := remote.ListContext(ctx, &git.ListOptions{
+		Auth:            r.auth,
+		CABundle:        r.opts.Auth.CABundle,
+		InsecureSkipTLS: r.opts.Auth.InsecureSkipTLS,
+	})
+	if err != nil {
+		return plumbing.ZeroHash, classify(fmt.Sprintf("reading the branches of %s", r.url), err)
+	}
+	branch := plumbing.NewBranchReferenceName(r.opts.Branch)
+	for _, ref := range refs {
+		if ref.Name() == branch {
+			return ref.Hash(), nil
+		}
+	}
+	return plumbing.ZeroHash, fmt.Errorf("%w: branch %s is not on %s", ErrNotFound, r.opts.Branch, r.url)
 }
 
 // resetToRemote moves the branch and work tree to the fetched tip, dropping the local commit.
