@@ -15,6 +15,9 @@
 //   - Blackhole: accept connections and never answer; data already on the way is swallowed.
 //   - HTTPStatus: answer every HTTP request with a canned status line and close the connection
 //     (for servers that cannot be told to fail, like git http-backend).
+//   - HTTPStatusBody: the same with a body of the test's choosing, computed from the request
+//     head: EchoHead for a server that echoes the request (and its Authorization header) back,
+//     HugeBody for one that sends an enormous error page.
 //
 // OnMatch runs a function (typically one of the above) the moment a pattern first passes, before
 // the chunk holding it is forwarded: a test can let a client through one phase and fail the
@@ -33,6 +36,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,6 +83,8 @@ type mode struct {
 	delay  time.Duration
 	status int
 	body   string
+	// bodyFn, when set, makes the body of a kindStatus answer from the request head.
+	bodyFn func(head []byte) (io.Reader, int64)
 }
 
 // matchRule is an armed OnMatch or AfterBytes.
@@ -253,6 +259,38 @@ func (p *Proxy) Blackhole() { p.set(mode{kind: kindBlackhole}) }
 // connection.
 func (p *Proxy) HTTPStatus(status int) {
 	p.set(mode{kind: kindStatus, status: status, body: fmt.Sprintf("faultproxy: injected %d %s\n", status, http.StatusText(status))})
+}
+
+// HTTPStatusBody is HTTPStatus with the body body returns for the request head (request line
+// and headers) it read: n bytes from r.
+func (p *Proxy) HTTPStatusBody(status int, body func(head []byte) (r io.Reader, n int64)) {
+	p.set(mode{kind: kindStatus, status: status, bodyFn: body})
+}
+
+// EchoHead is an HTTPStatusBody body: the request head, Authorization header included, as a
+// misconfigured proxy or debug endpoint would print it.
+func EchoHead(head []byte) (io.Reader, int64) {
+	return bytes.NewReader(head), int64(len(head))
+}
+
+// HugeBody returns an HTTPStatusBody body of n bytes of text, generated as it is sent (the
+// proxy never holds it in memory).
+func HugeBody(n int64) func([]byte) (io.Reader, int64) {
+	line := []byte("faultproxy: a very long error page. ")
+	return func([]byte) (io.Reader, int64) {
+		return io.LimitReader(repeatReader(line), n), n
+	}
+}
+
+// repeatReader reads b over and over.
+type repeatReader []byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		n += copy(p[n:], r)
+	}
+	return n, nil
 }
 
 func (p *Proxy) set(m mode) {
@@ -526,10 +564,21 @@ func (p *Proxy) answerStatus(c *conn, first []byte, m mode) {
 			break
 		}
 	}
-	resp := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		m.status, http.StatusText(m.status), len(m.body), m.body)
-	_ = c.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = io.WriteString(c.client, resp)
+	var body io.Reader = strings.NewReader(m.body)
+	size := int64(len(m.body))
+	if m.bodyFn != nil {
+		if end := bytes.Index(head, []byte("\r\n\r\n")); end >= 0 {
+			head = head[:end+4]
+		}
+		body, size = m.bodyFn(head)
+	}
+	resp := fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+		m.status, http.StatusText(m.status), size)
+	// A big body takes a while to write; the deadline only guards against a client that stops reading.
+	_ = c.client.SetWriteDeadline(time.Now().Add(5*time.Second + time.Duration(size/(10<<20))*time.Second))
+	if _, err := io.WriteString(c.client, resp); err == nil {
+		_, _ = io.Copy(c.client, body)
+	}
 	if tc, ok := c.client.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}

@@ -281,3 +281,36 @@ func TestAfterBytes(t *testing.T) {
 		t.Error("Matched() = false")
 	}
 }
+
+func TestHTTPStatusBody(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "real") }))
+	t.Cleanup(srv.Close)
+	p := faultproxy.New(t, strings.TrimPrefix(srv.URL, "http://"))
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func() (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "http://"+p.Addr+"/x", nil)
+		req.SetBasicAuth("user", "s3cret")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, b
+	}
+	p.HTTPStatusBody(http.StatusUnauthorized, faultproxy.EchoHead)
+	code, body := get()
+	if code != 401 || !bytes.Contains(body, []byte("Authorization: Basic dXNlcjpzM2NyZXQ=")) || !bytes.HasPrefix(body, []byte("GET /x HTTP/1.1\r\n")) {
+		t.Fatalf("echo: %d %q", code, body)
+	}
+	p.HTTPStatusBody(http.StatusUnauthorized, faultproxy.HugeBody(20<<20))
+	code, body = get()
+	if code != 401 || len(body) != 20<<20 || !bytes.HasPrefix(body, []byte("faultproxy: a very long error page. ")) {
+		t.Fatalf("huge: %d, %d bytes", code, len(body))
+	}
+}
