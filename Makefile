@@ -7,12 +7,14 @@ export DELIVER_K8S_BINS := $(K8S_BINS)
 # The benchmark baseline's kustomize CLI, cached outside the clone the same way.
 BENCH_BINS ?= $(or $(DELIVER_BENCH_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/bench-bins)
 export DELIVER_BENCH_BINS := $(BENCH_BINS)
+# The pinned linters (staticcheck), cached the same way.
+LINT_BINS ?= $(or $(DELIVER_LINT_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/lint-bins)
 BENCH_FLAGS ?=
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deliverhq/deliver/step.version=$(VERSION)
 TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=40m
 
-.PHONY: help build test lint k8s-bins demo clean
+.PHONY: help build test lint lint-bins k8s-bins demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,10 +25,15 @@ build: ## build bin/deliver (static)
 test: k8s-bins bench-bins lint ## run every test (-race) against real git, registry and Kubernetes servers (includes bench-smoke)
 	$(GO) test $(TEST_FLAGS) ./...
 
-lint: ## gofmt check and go vet
+lint: lint-bins ## gofmt, go vet, go mod tidy (nothing to change) and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './hack/k8stools/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff >/dev/null 2>&1 || { echo "go mod tidy would change go.mod/go.sum:"; $(GO) mod tidy -diff; exit 1; }
+	$(LINT_BINS)/staticcheck ./...
+
+lint-bins: ## build the pinned staticcheck (hack/linttools) into the cache outside the clone
+	hack/lint-bins.sh "$(LINT_BINS)"
 
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (cached)
 	hack/k8s-bins.sh "$(K8S_BINS)"

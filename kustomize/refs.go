@@ -100,6 +100,7 @@ func (w *refWalker) walk(dir string, top bool) error {
 			return err
 		}
 	}
+	//lint:ignore SA1019 deprecated fields of users' kustomizations are still read and built
 	if len(k.Vars) > 0 || len(k.Configurations) > 0 || len(k.Crds) > 0 {
 		w.plan.custom = true
 	}
@@ -141,12 +142,14 @@ func (w *refWalker) walk(dir string, top bool) error {
 	}
 	add("crds", k.Crds...)
 	add("configurations", k.Configurations...)
+	//lint:ignore SA1019 deprecated, but kustomize still reads it: so must the confinement check
 	for _, p := range k.PatchesStrategicMerge {
 		add("patchesStrategicMerge", string(p))
 	}
 	for _, p := range k.Patches {
 		add("patches", p.Path)
 	}
+	//lint:ignore SA1019 deprecated, but kustomize still reads it: so must the confinement check
 	for _, p := range k.PatchesJson6902 {
 		add("patchesJson6902", p.Path)
 	}

@@ -160,9 +160,7 @@ var errUnknownCommand = errors.New("unknown command")
 func splitList(values []string) []string {
 	var out []string
 	for _, v := range values {
-		for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' || r == '\t' }) {
-			out = append(out, f)
-		}
+		out = append(out, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' || r == '\t' })...)
 	}
 	return out
 }

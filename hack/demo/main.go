@@ -46,7 +46,6 @@ type demo struct {
 	repoURL string
 	verbose bool
 	story   []string
-	step    int
 }
 
 func (d *demo) say(format string, args ...any) {
