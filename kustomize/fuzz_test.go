@@ -21,11 +21,14 @@ var fuzzChanges = []types.Image{
 	{Name: "web"},
 	{Name: "api", NewName: "localhost:5000/api", NewTag: "true"},
 	{Name: "web", NewName: Keep, Digest: digestA},
+	{Name: "web", NewName: Keep, NewTag: Keep, Digest: Keep, TagSuffix: Keep},
+	{Name: "web", NewTag: "v1", TagSuffix: "-alpine"},
 }
 
 // FuzzEditImages: EditImages never panics; when it succeeds, the output parses, the
-// entry for the image holds exactly the requested values, nothing else in the file
-// changed meaning, and the same edit again changes nothing.
+// entry for the image holds exactly the requested values (no tagSuffix unless the change
+// sets or keeps one), nothing else in the file changed meaning, and the same edit again
+// changes nothing.
 func FuzzEditImages(f *testing.F) {
 	seeds := []string{
 		"images:\n- name: web\n  newTag: v1\n",
