@@ -250,7 +250,7 @@ func readOptional(t *testing.T, path string) (string, bool) {
 	return string(data), true
 }
 
-func writeFiles(t *testing.T, root string, files map[string]string) {
+func writeFiles(t testing.TB, root string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(root, filepath.FromSlash(name))
