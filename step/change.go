@@ -127,30 +127,22 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 
 func isRolloutFailure(err error) bool { return ExitCode(err) == ExitRollout }
 
-// revert undoes a change whose rollout failed: it restores the previous overrides, but only
-// while the overlay still holds the images this run set (a newer deploy that landed meanwhile
-// is left alone), applies and waits for the previous version, and returns the rollout error
-// explaining what happened.
+// revert undoes a change whose rollout failed: it sets every entry the run changed back to
+// its previous values and removes every entry the run added (a first deploy of an image),
+// but only while the overlay still holds the images this run set (a newer deploy that
+// landed meanwhile is left alone), applies and waits for the previous version, and returns
+// the rollout error explaining what happened. There is always something to revert to:
+// without the entry, the manifests' own image.
 func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Repo, ap *applier, req changeRequest, landed editResult, commit string, rolloutErr error, out *ci.Outcome) error {
 	r.rep.Warnf("the rollout failed; reverting the config repo to the previous images (--on-failure=revert)")
-	var prev []types.Image
-	for _, ch := range landed.changes {
-		p, ok := landed.previous[ch.Name]
-		if !ok {
-			r.rep.Warnf("%s had no override before this run; leaving it in place", ch.Name)
-			continue
-		}
-		prev = append(prev, p)
-	}
-	if len(prev) == 0 {
-		return fmt.Errorf("%w; nothing to revert to", rolloutErr)
-	}
+	restore, remove := revertPlan(landed)
 	errSuperseded := errors.New("superseded")
 	base := release.Record{
 		Action: release.ActionRevert, Environment: req.envName, Trigger: string(req.trigger), Event: req.event,
 		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
 		Reason: "rollout failed", Reverts: commit,
 	}
+	var reverted editResult
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
 		_, now, err := kustomize.ReadImages(overlayDir(dir, req.overlay))
 		if err != nil {
@@ -162,15 +154,19 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 		}
 		for _, ch := range landed.changes {
 			if current[ch.Name] != ch.To {
-				return "", nil, fmt.Errorf("%w: %s is now %s", errSuperseded, ch.Name, current[ch.Name])
+				return "", nil, fmt.Errorf("%w: %s is now %s", errSuperseded, ch.Name, orNone(current[ch.Name]))
 			}
 		}
-		er, err := setOverlayImages(dir, req.overlay, prev)
+		er, err := revertOverlayImages(dir, req.overlay, restore, remove)
+		reverted = er
 		if err != nil || len(er.changes) == 0 {
 			return "", nil, err
 		}
 		rec := base
 		rec.Images = er.changes
+		for _, ch := range er.changes {
+			r.rep.Logf("%s: %s -> %s", ch.Name, ch.From, ch.To)
+		}
 		return rec.Message(), []string{er.path}, nil
 	})
 	if errors.Is(err, errSuperseded) {
@@ -180,18 +176,53 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	if err != nil {
 		return fmt.Errorf("%w; reverting failed too: %v", rolloutErr, err)
 	}
-	out.Changed, out.CommitSHA = true, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
-	var names []string
-	for _, p := range prev {
-		names = append(names, p.Name+"="+kustomize.FormatImage(p))
+	what := revertSummary(restore, remove)
+	if res.Changed {
+		out.Changed, out.CommitSHA = true, res.Commit.String()
+		out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+		what += " (config commit " + short(out.CommitSHA) + ")"
+	} else {
+		what += " (the config repo already held it: nothing to commit)"
 	}
-	if err := ap.run(ctx, repo.Dir(), req.overlay, nil, out); err != nil {
-		return fmt.Errorf("%w; reverted the config repo to %s (commit %s), but the previous version did not become ready either: %v",
-			rolloutErr, strings.Join(names, ", "), short(out.CommitSHA), err)
+	if err := ap.run(ctx, repo.Dir(), req.overlay, reverted.rendered, out); err != nil {
+		return fmt.Errorf("%w; %s, but the previous version did not become ready either: %v", rolloutErr, what, err)
 	}
 	out.Rollout = "reverted"
-	return fmt.Errorf("%w; reverted to %s (config commit %s) and it is running again", rolloutErr, strings.Join(names, ", "), short(out.CommitSHA))
+	return fmt.Errorf("%w; %s, and the previous version is running again", rolloutErr, what)
+}
+
+// revertPlan splits the changes a run landed into the entries to set back to their
+// previous values and the names of the entries the run added, which go.
+func revertPlan(landed editResult) (restore []types.Image, remove []string) {
+	for _, ch := range landed.changes {
+		if p, ok := landed.previous[ch.Name]; ok {
+			restore = append(restore, p)
+		} else {
+			remove = append(remove, ch.Name)
+		}
+	}
+	return restore, remove
+}
+
+// revertSummary says what a revert did: "reverted to web=reg/web:1.0", "reverted: removed
+// the override of api that this run added", or both.
+func revertSummary(restore []types.Image, remove []string) string {
+	var parts []string
+	if len(restore) > 0 {
+		refs := make([]string, 0, len(restore))
+		for _, p := range restore {
+			refs = append(refs, p.Name+"="+kustomize.FormatImage(p))
+		}
+		parts = append(parts, "reverted to "+strings.Join(refs, ", "))
+	}
+	if len(remove) > 0 {
+		msg := "removed the override of " + strings.Join(remove, ", ") + " that this run added"
+		if len(parts) == 0 {
+			msg = "reverted: " + msg
+		}
+		parts = append(parts, msg)
+	}
+	return strings.Join(parts, " and ")
 }
 
 // checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
