@@ -78,7 +78,7 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 		if img.NewTag == "" && img.Digest == "" {
 			continue // an override that only renames: nothing to promote
 		}
-		specs = append(specs, imageSpec{image: img, ref: kustomize.FormatImage(img)})
+		specs = append(specs, imageSpec{image: img, ref: kustomize.FormatImage(img), recorded: true})
 	}
 	for _, w := range wanted {
 		if !containsImage(source, w) {

@@ -20,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/deliverhq/deliver/step/httplimit"
 )
 
 // Sentinel errors, wrapped with the reference that failed.
@@ -75,6 +77,9 @@ func New(opts Options) *Client {
 		}
 		c.base = t
 	}
+	// A registry's error page is read whole by go-containerregistry to quote it in its error:
+	// bound it, so that a hostile or broken registry cannot fill memory or the log.
+	c.base = httplimit.Transport(c.base, httplimit.DefaultLimit)
 	return c
 }
 
@@ -88,6 +93,9 @@ type Resolved struct {
 	Tag string
 	// Digest is the manifest (or index) digest the reference points to now.
 	Digest string
+	// TagDigest is the digest Tag points at now: Digest, or, when the reference gave a digest
+	// of one platform's manifest, the digest of the index that lists it. Empty without a tag.
+	TagDigest string
 }
 
 // Pinned is the reference as repository:tag@digest (or repository@digest without a tag).
@@ -120,7 +128,11 @@ func (c *Client) ParseReference(ref string) (name.Reference, error) {
 }
 
 // Resolve confirms that ref exists in its registry and returns its digest. A reference that
-// carries both a tag and a digest is checked by digest, and the tag is kept for display.
+// carries both a tag and a digest must agree with itself: the digest must exist, and the tag must
+// point at it, or at an index (a multi-platform image) that lists it among its manifests.
+// Otherwise the error is a *TagMismatchError (which wraps ErrNotFound), also when the tag does
+// not exist at all: a reference whose tag names another build than the one that would run is
+// refused, never pinned.
 func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 	tagPart, digestPart := splitDigest(ref)
 	r, err := c.ParseReference(ref)
@@ -128,11 +140,12 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 		return Resolved{}, err
 	}
 	out := Resolved{Ref: r, Repository: r.Context().Name()}
+	var tagRef *name.Tag // the tag to check against the digest
 	if digestPart != "" {
-		// name.ParseReference drops the tag of repo:tag@digest; keep it for the record.
+		// name.ParseReference drops the tag of repo:tag@digest; keep it, to check it.
 		if tr, err := c.ParseReference(tagPart); err == nil {
-			if t, ok := tr.(name.Tag); ok && tr.Identifier() != "latest" || hasExplicitTag(tagPart) {
-				out.Tag = t.TagStr()
+			if t, ok := tr.(name.Tag); ok && (t.TagStr() != "latest" || hasExplicitTag(tagPart)) {
+				out.Tag, tagRef = t.TagStr(), &t
 			}
 		}
 	} else if t, ok := r.(name.Tag); ok {
@@ -148,7 +161,106 @@ func (c *Client) Resolve(ctx context.Context, ref string) (Resolved, error) {
 		return Resolved{}, fmt.Errorf("%w: %s: registry returned digest %s", ErrNotFound, ref, desc.Digest)
 	}
 	out.Digest = desc.Digest.String()
+	if out.Tag != "" {
+		out.TagDigest = out.Digest
+	}
+	if tagRef != nil {
+		if out.TagDigest, err = c.checkTag(ctx, ref, *tagRef, out.Digest); err != nil {
+			return Resolved{}, err
+		}
+	}
 	return out, nil
+}
+
+// checkTag confirms that tag points at digest, or at an index that lists digest, and returns
+// the digest the tag points at.
+func (c *Client) checkTag(ctx context.Context, ref string, tag name.Tag, digest string) (string, error) {
+	mismatch := &TagMismatchError{Ref: ref, Repository: tag.Context().Name(), Tag: tag.TagStr(), Digest: digest}
+	desc, err := bounded(ctx, func() (*v1.Descriptor, error) { return remote.Head(tag, c.remoteOptions(ctx)...) })
+	if isNotFound(err) {
+		return "", mismatch
+	}
+	if err != nil {
+		return "", c.classify(ctx, ref, fmt.Errorf("resolving tag %s: %w", tag.TagStr(), err))
+	}
+	mismatch.TagDigest = desc.Digest.String()
+	if mismatch.TagDigest == digest {
+		return mismatch.TagDigest, nil
+	}
+	if !desc.MediaType.IsIndex() {
+		return "", mismatch
+	}
+	// The tag names a multi-platform image: the digest of one of its platforms' manifests names
+	// a build of that same release (what a node of that platform pulls for the tag).
+	manifest, err := bounded(ctx, func() (*v1.IndexManifest, error) {
+		idx, err := remote.Index(tag.Context().Digest(mismatch.TagDigest), c.remoteOptions(ctx)...)
+		if err != nil {
+			return nil, err
+		}
+		return idx.IndexManifest()
+	})
+	if err != nil {
+		return "", c.classify(ctx, ref, fmt.Errorf("reading the index tag %s points at: %w", tag.TagStr(), err))
+	}
+	for _, m := range manifest.Manifests {
+		if m.Digest.String() == digest {
+			return mismatch.TagDigest, nil
+		}
+	}
+	mismatch.Index = true
+	return "", mismatch
+}
+
+// TagMismatchError reports a reference (repository:tag@digest) whose tag does not point at its
+// digest: the cluster would run the digest's build while the overlay, the commit and the
+// downgrade guard name the tag's. It wraps ErrNotFound.
+type TagMismatchError struct {
+	// Ref is the reference as given.
+	Ref string
+	// Repository is registry/path.
+	Repository string
+	// Tag is the reference's tag.
+	Tag string
+	// TagDigest is the digest the tag points at; empty when the tag does not exist.
+	TagDigest string
+	// Index is set when TagDigest is an index that does not list Digest either.
+	Index bool
+	// Digest is the reference's digest (which exists).
+	Digest string
+}
+
+func (e *TagMismatchError) Error() string {
+	if e.TagDigest == "" {
+		return fmt.Sprintf("tag and digest disagree: %s: tag %s does not exist in %s, while the digest given (%s) does; push the tag, or give the digest alone",
+			e.Ref, e.Tag, e.Repository, e.Digest)
+	}
+	what := "not at the digest given (" + e.Digest + ")"
+	if e.Index {
+		what = "an index that does not list the digest given (" + e.Digest + ")"
+	}
+	return fmt.Sprintf("tag and digest disagree: %s: tag %s points at %s in %s, %s; give the tag's digest, or the digest alone",
+		e.Ref, e.Tag, e.TagDigest, e.Repository, what)
+}
+
+// Unwrap returns ErrNotFound.
+func (e *TagMismatchError) Unwrap() error { return ErrNotFound }
+
+// isNotFound reports whether err is the registry saying the manifest or repository does not
+// exist.
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	if terr.StatusCode == http.StatusNotFound {
+		return true
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return true
+		}
+	}
+	return false
 }
 
 // Created returns the creation time recorded in the image's config (for an index, the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
 	"github.com/deliverhq/deliver/step/registry"
 )
 
@@ -124,6 +125,91 @@ func TestCIKeychain(t *testing.T) {
 	}
 }
 
+// TestResolveTagAndDigest: a reference with a tag and a digest is accepted only when the tag
+// points at the digest, or at an index that lists it; otherwise it is refused as not found,
+// naming the image, the tag, the tag's digest and the digest given.
+func TestResolveTagAndDigest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reg := testenv.NewRegistry(t)
+	v1, err := reg.PushRandomImage("team/web", "v1", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := reg.PushRandomImage("team/web", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	untagged, err := reg.PushRandomImage("team/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := testenv.RandomIndex(testenv.PlatformImage{Platform: "linux/amd64", Created: time.Now()}, testenv.PlatformImage{Platform: "linux/arm64", Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	multi, err := reg.PushIndex("team/web", idx, "multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm64 := im.Manifests[1].Digest.String()
+	client := registry.New(registry.Options{})
+	ref := func(tag, digest string) string { return reg.Ref("team/web", tag) + "@" + digest }
+
+	tests := []struct {
+		name, ref           string
+		wantDigest, wantTag string
+		wantTagDigest       string
+		// wantErr: the mismatch's tag digest ("none" when the tag does not exist)
+		wantErr string
+	}{
+		{name: "tag and its digest", ref: ref("v1", v1), wantDigest: v1, wantTag: "v1", wantTagDigest: v1},
+		{name: "explicit latest and its digest", ref: ref("latest", v1), wantDigest: v1, wantTag: "latest", wantTagDigest: v1},
+		{name: "index tag and its digest", ref: ref("multi", multi), wantDigest: multi, wantTag: "multi", wantTagDigest: multi},
+		{name: "index tag and one platform's digest", ref: ref("multi", arm64), wantDigest: arm64, wantTag: "multi", wantTagDigest: multi},
+		{name: "digest alone", ref: reg.DigestRef("team/web", untagged), wantDigest: untagged},
+		{name: "tag of another build", ref: ref("v1", v2), wantErr: v1},
+		{name: "explicit latest of another build", ref: ref("latest", v2), wantErr: v1},
+		{name: "tag that does not exist", ref: ref("v9", v2), wantErr: "none"},
+		{name: "index tag and a digest it does not list", ref: ref("multi", v1), wantErr: multi},
+		{name: "tag of an image and a digest of an index", ref: ref("v1", multi), wantErr: v1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := client.Resolve(ctx, tt.ref)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Digest != tt.wantDigest || got.Tag != tt.wantTag || got.TagDigest != tt.wantTagDigest {
+					t.Fatalf("Resolve(%s) = digest %s tag %q tag digest %s; want %s %q %s", tt.ref, got.Digest, got.Tag, got.TagDigest, tt.wantDigest, tt.wantTag, tt.wantTagDigest)
+				}
+				return
+			}
+			var mismatch *registry.TagMismatchError
+			if !errors.Is(err, registry.ErrNotFound) || !errors.As(err, &mismatch) {
+				t.Fatalf("Resolve(%s) err = %v, want a TagMismatchError (not found)", tt.ref, err)
+			}
+			tag, digest := strings.TrimPrefix(strings.SplitN(tt.ref, "@", 2)[0], reg.Host+"/team/web:"), strings.SplitN(tt.ref, "@", 2)[1]
+			want := []string{reg.Host + "/team/web", "tag " + tag, digest}
+			if tt.wantErr == "none" {
+				want = append(want, "does not exist")
+			} else {
+				want = append(want, "points at "+tt.wantErr)
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
 func TestCreated(t *testing.T) {
 	t.Parallel()
 	reg := testenv.NewRegistry(t)
@@ -141,5 +227,45 @@ func TestCreated(t *testing.T) {
 	}
 	if !got.Equal(when) {
 		t.Fatalf("Created = %s, want %s", got, when)
+	}
+}
+
+// TestErrorBodyBounded: a registry answering with an enormous error page (100 MB) gives a short
+// error that still says what the registry answered, quickly.
+func TestErrorBodyBounded(t *testing.T) {
+	t.Parallel()
+	reg := testenv.NewRegistry(t)
+	if _, err := reg.PushRandomImage("team/web", "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		status int
+		want   error
+		says   string
+	}{
+		{http.StatusUnauthorized, registry.ErrUnauthorized, "answered 401"},
+		{http.StatusForbidden, registry.ErrUnauthorized, "answered 403"},
+		{http.StatusInternalServerError, registry.ErrUnreachable, "500"},
+		{http.StatusBadGateway, registry.ErrUnreachable, "502"},
+	}
+	for _, tt := range tests {
+		t.Run(http.StatusText(tt.status), func(t *testing.T) {
+			t.Parallel()
+			p := faultproxy.New(t, reg.Host)
+			p.HTTPStatusBody(tt.status, faultproxy.HugeBody(100<<20))
+			client := registry.New(registry.Options{Timeout: 30 * time.Second})
+			start := time.Now()
+			_, err := client.Resolve(context.Background(), p.Addr+"/team/web:1.0.0")
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("err = %.300v, want %v saying %q", err, tt.want, tt.says)
+			}
+			if n := len(err.Error()); n > 8<<10 {
+				t.Errorf("the error is %d bytes long; want a few KB at most", n)
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("took %s: the body was read, not cut", d)
+			}
+			t.Logf("%d bytes: %.200s", len(err.Error()), err)
+		})
 	}
 }
