@@ -263,26 +263,112 @@ func isNotFound(err error) bool {
 	return false
 }
 
-// Created returns the creation time recorded in the image's config (for an index, the
-// linux/amd64 image's). The zero time means the image does not record one.
-func (c *Client) Created(ctx context.Context, ref string) (time.Time, error) {
+// Creation is when an image was built, as its config records it.
+type Creation struct {
+	// Time is the creation time in the image's config; zero when it records none.
+	Time time.Time
+	// Platform is, for a multi-platform image (an index), the platform whose image was read,
+	// e.g. "linux/arm64"; empty for a single image.
+	Platform string
+	// Preferred is set when Platform is one of the platforms Created was asked to prefer.
+	Preferred bool
+}
+
+// Created returns when the image ref names was built. For a multi-platform image (an index),
+// the creation time is read from the image of the first of prefer ("os/arch[/variant]", e.g. the
+// platforms the cluster's nodes run) that the index holds, else from its first image with a
+// real platform (attestation manifests, "unknown/unknown", are skipped), and the Creation says
+// which. An index that holds no image records no time (the zero Creation).
+func (c *Client) Created(ctx context.Context, ref string, prefer []string) (Creation, error) {
 	r, err := c.ParseReference(ref)
 	if err != nil {
-		return time.Time{}, err
+		return Creation{}, err
+	}
+	wanted := make([]v1.Platform, 0, len(prefer))
+	for _, p := range prefer {
+		pl, err := v1.ParsePlatform(p)
+		if err != nil {
+			return Creation{}, fmt.Errorf("platform %q: %w", p, err)
+		}
+		wanted = append(wanted, *pl)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	cfg, err := bounded(ctx, func() (*v1.ConfigFile, error) {
-		img, err := remote.Image(r, c.remoteOptions(ctx)...)
+	out, err := bounded(ctx, func() (Creation, error) {
+		desc, err := remote.Get(r, c.remoteOptions(ctx)...)
 		if err != nil {
-			return nil, err
+			return Creation{}, err
 		}
-		return img.ConfigFile()
+		var img v1.Image
+		var out Creation
+		if desc.MediaType.IsIndex() {
+			idx, err := desc.ImageIndex()
+			if err != nil {
+				return Creation{}, err
+			}
+			manifest, err := idx.IndexManifest()
+			if err != nil {
+				return Creation{}, err
+			}
+			chosen, preferred, ok := choosePlatform(manifest.Manifests, wanted)
+			if !ok {
+				return Creation{}, nil
+			}
+			out.Platform, out.Preferred = platformName(chosen), preferred
+			if img, err = idx.Image(chosen.Digest); err != nil {
+				return Creation{}, err
+			}
+		} else if img, err = desc.Image(); err != nil {
+			return Creation{}, err
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			return Creation{}, err
+		}
+		out.Time = cfg.Created.Time
+		return out, nil
 	})
 	if err != nil {
-		return time.Time{}, c.classify(ctx, ref, fmt.Errorf("reading config: %w", err))
+		return Creation{}, c.classify(ctx, ref, fmt.Errorf("reading config: %w", err))
 	}
-	return cfg.Created.Time, nil
+	return out, nil
+}
+
+// choosePlatform picks the image of an index to read: the first manifest that satisfies the
+// first of prefer it can (a preference without a variant accepts any variant), else the first
+// image with a real platform, else the first image that names no platform. It reports whether
+// the choice is a preferred one, and false as its last result when the index lists no image.
+func choosePlatform(manifests []v1.Descriptor, prefer []v1.Platform) (v1.Descriptor, bool, bool) {
+	var images, unnamed []v1.Descriptor
+	for _, m := range manifests {
+		switch {
+		case !m.MediaType.IsImage():
+		case m.Platform == nil:
+			unnamed = append(unnamed, m)
+		case m.Platform.OS != "unknown" && m.Platform.Architecture != "unknown":
+			images = append(images, m)
+		}
+	}
+	for _, want := range prefer {
+		for _, m := range images {
+			if m.Platform.Satisfies(want) {
+				return m, true, true
+			}
+		}
+	}
+	images = append(images, unnamed...)
+	if len(images) == 0 {
+		return v1.Descriptor{}, false, false
+	}
+	return images[0], false, true
+}
+
+// platformName names the platform of an index's manifest.
+func platformName(m v1.Descriptor) string {
+	if m.Platform == nil {
+		return "unspecified"
+	}
+	return m.Platform.String()
 }
 
 func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
@@ -291,7 +377,6 @@ func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
 		remote.WithAuthFromKeychain(c.keychain),
 		remote.WithTransport(c.base),
 		remote.WithUserAgent("deliver"),
-		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
 		// go-containerregistry's own retries of transient failures, with short pauses: its
 		// backoff sleeps without watching ctx, and the default (1s, 3s) overran --registry-timeout.
 		remote.WithRetryBackoff(remote.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),

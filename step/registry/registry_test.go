@@ -210,23 +210,62 @@ func TestResolveTagAndDigest(t *testing.T) {
 	}
 }
 
+// TestCreated reads the creation time of single images and of multi-platform ones, whatever
+// platforms they hold: the platform asked for when the index has it, else the first real one.
 func TestCreated(t *testing.T) {
 	t.Parallel()
 	reg := testenv.NewRegistry(t)
-	when := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	img, err := testenv.RandomImage(when)
+	day := func(d int) time.Time { return time.Date(2026, 3, d, 5, 6, 7, 0, time.UTC) }
+	img, err := testenv.RandomImage(day(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.PushImage("team/web", img, "old"); err != nil {
+	if _, err := reg.PushImage("team/web", img, "single"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := registry.New(registry.Options{}).Created(context.Background(), reg.Ref("team/web", "old"))
-	if err != nil {
-		t.Fatal(err)
+	indexes := map[string][]testenv.PlatformImage{
+		"arm64-only":        {{Platform: "linux/arm64/v8", Created: day(2)}},
+		"amd64-arm64":       {{Platform: "linux/amd64", Created: day(3)}, {Platform: "linux/arm64", Created: day(4)}},
+		"attested":          {{Platform: "unknown/unknown", Created: day(5)}, {Platform: "linux/s390x", Created: day(6)}, {Platform: "linux/arm64", Created: day(7)}},
+		"only-attestations": {{Platform: "unknown/unknown", Created: day(8)}},
 	}
-	if !got.Equal(when) {
-		t.Fatalf("Created = %s, want %s", got, when)
+	for tag, images := range indexes {
+		idx, err := testenv.RandomIndex(images...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.PushIndex("team/web", idx, tag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		tag    string
+		prefer []string
+		want   registry.Creation
+	}{
+		{tag: "single", want: registry.Creation{Time: day(1)}},
+		{tag: "single", prefer: []string{"linux/arm64"}, want: registry.Creation{Time: day(1)}},
+		{tag: "arm64-only", want: registry.Creation{Time: day(2), Platform: "linux/arm64/v8"}},
+		{tag: "arm64-only", prefer: []string{"linux/amd64"}, want: registry.Creation{Time: day(2), Platform: "linux/arm64/v8"}},
+		{tag: "arm64-only", prefer: []string{"linux/arm64"}, want: registry.Creation{Time: day(2), Platform: "linux/arm64/v8", Preferred: true}},
+		{tag: "amd64-arm64", want: registry.Creation{Time: day(3), Platform: "linux/amd64"}},
+		{tag: "amd64-arm64", prefer: []string{"linux/arm64", "linux/amd64"}, want: registry.Creation{Time: day(4), Platform: "linux/arm64", Preferred: true}},
+		{tag: "amd64-arm64", prefer: []string{"windows/amd64", "linux/amd64"}, want: registry.Creation{Time: day(3), Platform: "linux/amd64", Preferred: true}},
+		{tag: "attested", want: registry.Creation{Time: day(6), Platform: "linux/s390x"}},
+		{tag: "attested", prefer: []string{"linux/arm64"}, want: registry.Creation{Time: day(7), Platform: "linux/arm64", Preferred: true}},
+		{tag: "only-attestations", want: registry.Creation{}},
+	}
+	client := registry.New(registry.Options{})
+	for _, tt := range tests {
+		t.Run(tt.tag+"/"+strings.Join(tt.prefer, ","), func(t *testing.T) {
+			got, err := client.Created(context.Background(), reg.Ref("team/web", tt.tag), tt.prefer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Time.Equal(tt.want.Time) || got.Platform != tt.want.Platform || got.Preferred != tt.want.Preferred {
+				t.Fatalf("Created = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
 
