@@ -34,7 +34,7 @@ func (b build) push(t *testing.T, s *fixture.Servers) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Reg.PushIndex("team/web", idx, b.tag); err != nil {
+	if _, _, err := s.Reg.PushIndex("team/web", idx, b.tag); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -23,15 +23,11 @@ func TestDeployTagDigestDisagree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	multi, err := s.Reg.PushIndex("team/web", idx, "v3")
+	multi, platforms, err := s.Reg.PushIndex("team/web", idx, "v3")
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	arm64 := im.Manifests[1].Digest.String()
+	arm64 := platforms[1]
 	repo := s.Reg.Host + "/team/web"
 
 	refused := []struct {

@@ -260,19 +260,26 @@ func RandomIndex(images ...PlatformImage) (v1.ImageIndex, error) {
 }
 
 // PushIndex pushes idx, with the images it lists, to repo under every tag (at least one) and
-// returns its digest ("sha256:...").
-func (r *Registry) PushIndex(repo string, idx v1.ImageIndex, tags ...string) (digest string, err error) {
+// returns its digest ("sha256:...") and the digests of the manifests it lists, in its order.
+func (r *Registry) PushIndex(repo string, idx v1.ImageIndex, tags ...string) (digest string, manifests []string, err error) {
 	if len(tags) == 0 {
-		return "", fmt.Errorf("pushing index to %s: no tag given", repo)
+		return "", nil, fmt.Errorf("pushing index to %s: no tag given", repo)
 	}
 	d, err := idx.Digest()
 	if err != nil {
-		return "", fmt.Errorf("pushing index to %s: computing digest: %w", repo, err)
+		return "", nil, fmt.Errorf("pushing index to %s: computing digest: %w", repo, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "", nil, fmt.Errorf("pushing index to %s: reading its manifest: %w", repo, err)
+	}
+	for _, m := range im.Manifests {
+		manifests = append(manifests, m.Digest.String())
 	}
 	for i, t := range tags {
 		ref, err := name.NewTag(r.Ref(repo, t))
 		if err != nil {
-			return "", fmt.Errorf("pushing index to %s: %w", repo, err)
+			return "", nil, fmt.Errorf("pushing index to %s: %w", repo, err)
 		}
 		if i == 0 {
 			err = remote.WriteIndex(ref, idx, r.RemoteOptions()...)
@@ -280,10 +287,10 @@ func (r *Registry) PushIndex(repo string, idx v1.ImageIndex, tags ...string) (di
 			err = remote.Tag(ref, idx, r.RemoteOptions()...)
 		}
 		if err != nil {
-			return "", fmt.Errorf("pushing index to %s: %w", ref, err)
+			return "", nil, fmt.Errorf("pushing index to %s: %w", ref, err)
 		}
 	}
-	return d.String(), nil
+	return d.String(), manifests, nil
 }
 
 func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {

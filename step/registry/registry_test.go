@@ -148,15 +148,11 @@ func TestResolveTagAndDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	multi, err := reg.PushIndex("team/web", idx, "multi")
+	multi, platforms, err := reg.PushIndex("team/web", idx, "multi")
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	arm64 := im.Manifests[1].Digest.String()
+	arm64 := platforms[1]
 	client := registry.New(registry.Options{})
 	ref := func(tag, digest string) string { return reg.Ref("team/web", tag) + "@" + digest }
 
@@ -234,7 +230,7 @@ func TestCreated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := reg.PushIndex("team/web", idx, tag); err != nil {
+		if _, _, err := reg.PushIndex("team/web", idx, tag); err != nil {
 			t.Fatal(err)
 		}
 	}
