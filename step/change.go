@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/types"
@@ -77,7 +75,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	if req.force && req.trigger != ci.TriggerManual {
 		return out, usage(errors.New("--force overrides locks for manual runs only; an automated run never does"))
 	}
-	guard := &downgradeGuard{reg: reg, created: map[string]time.Time{}}
+	guard := r.newDowngradeGuard(reg, ap)
 	base := release.Record{
 		Action: req.action, Environment: req.envName, Trigger: string(req.trigger), Event: req.event,
 		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
@@ -227,7 +225,7 @@ func revertSummary(restore []types.Image, remove []string) string {
 
 // checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
 // reports whether a lock was overridden.
-func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *downgradeGuard) (forced bool, err error) {
+func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *policy.DowngradeGuard) (forced bool, err error) {
 	pol, err := policy.Load(dir)
 	if err != nil {
 		return false, usage(err)
@@ -249,83 +247,9 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		forced = true
 	}
 	if req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
-		if err := guard.check(ctx, overlayDir(dir, req.overlay), req.images); err != nil {
+		if err := checkDowngrade(ctx, guard, overlayDir(dir, req.overlay), req.images); err != nil {
 			return false, err
 		}
 	}
 	return forced, nil
-}
-
-// downgradeGuard refuses to replace a running image with an older build. "Older" is decided by
-// the creation time recorded in each image's config; when either image records none, by the
-// semantic-version order of the tags; when neither tells, the change is allowed.
-type downgradeGuard struct {
-	reg     *registry.Client
-	mu      sync.Mutex
-	created map[string]time.Time // by image reference, cached across attempts
-}
-
-func (g *downgradeGuard) createdAt(ctx context.Context, ref string) (time.Time, error) {
-	g.mu.Lock()
-	t, ok := g.created[ref]
-	g.mu.Unlock()
-	if ok {
-		return t, nil
-	}
-	t, err := g.reg.Created(ctx, ref)
-	if err != nil {
-		return time.Time{}, err
-	}
-	g.mu.Lock()
-	g.created[ref] = t
-	g.mu.Unlock()
-	return t, nil
-}
-
-func (g *downgradeGuard) check(ctx context.Context, dir string, images []types.Image) error {
-	_, current, err := kustomize.ReadImages(dir)
-	if err != nil {
-		return err
-	}
-	now := map[string]types.Image{}
-	for _, img := range current {
-		now[img.Name] = img
-	}
-	for _, img := range images {
-		old, ok := now[img.Name]
-		if !ok || (old.NewTag == "" && old.Digest == "") {
-			continue
-		}
-		oldRef, newRef := kustomize.FormatImage(old), kustomize.FormatImage(img)
-		if oldRef == newRef {
-			continue
-		}
-		older, how, err := g.older(ctx, oldRef, newRef, old.NewTag, img.NewTag)
-		if err != nil {
-			return err
-		}
-		if older {
-			return fmt.Errorf("%w: %s: %s is older than the %s running now (%s); automated runs never downgrade (%s: environments.<env>.downgrade: allow permits it); roll back in a manual run",
-				errPolicy, img.Name, newRef, oldRef, how, policy.FileName)
-		}
-	}
-	return nil
-}
-
-// older reports whether newRef is an older build than oldRef, and how it was decided.
-func (g *downgradeGuard) older(ctx context.Context, oldRef, newRef, oldTag, newTag string) (bool, string, error) {
-	newT, err := g.createdAt(ctx, newRef)
-	if err != nil {
-		return false, "", err
-	}
-	// The running image may be gone from its registry, or its registry unreachable: that
-	// must not block shipping a new build, so its age is then unknown.
-	oldT, _ := g.createdAt(ctx, oldRef)
-	if !newT.IsZero() && !oldT.IsZero() {
-		return newT.Before(oldT), fmt.Sprintf("built %s, against %s", newT.UTC().Format(time.RFC3339), oldT.UTC().Format(time.RFC3339)), nil
-	}
-	if cmp, ok := compareSemver(newTag, oldTag); ok {
-		return cmp < 0, fmt.Sprintf("tag %s sorts before %s", newTag, oldTag), nil
-	}
-	return false, "", nil
 }

@@ -79,7 +79,7 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 			continue // an override that only renames: nothing to promote
 		}
 		img.TagSuffix = "" // ignored by kustomize next to a tag or digest; the edit drops it, as kustomize's does
-		specs = append(specs, imageSpec{image: img, ref: kustomize.FormatImage(img)})
+		specs = append(specs, imageSpec{image: img, ref: kustomize.FormatImage(img), recorded: true})
 	}
 	for _, w := range wanted {
 		if !containsImage(source, w) {

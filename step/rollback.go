@@ -109,7 +109,7 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 		if err != nil {
 			return out, err
 		}
-		target = imageSpec{image: img, ref: prev}
+		target = imageSpec{image: img, ref: prev, recorded: true}
 	}
 	images, err := r.verifyImages(ctx, d.reg, []imageSpec{target}, c.Bool(flagDigestPin))
 	if err != nil {

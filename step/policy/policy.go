@@ -22,6 +22,10 @@
 //
 // A missing file means no rules: automation allowed, downgrades denied to automation, no locks.
 // A file that does not parse, or holds unknown keys or values, is an error, never "no policy".
+//
+// The rule "downgrade: deny" is enforced by DowngradeGuard, which orders builds by their
+// creation times and tags by CompareVersions; it reads creation times through a function the
+// command passes, so this package talks to no registry.
 package policy
 
 import (
