@@ -209,9 +209,9 @@ func initRepo(dir, cleanURL string, opts Options, rem *remote) (*Repo, error) {
 	}, nil
 }
 
-// fetchTip fetches the branch's tip from the server, depth commits deep, and records it in
-// r.fetched. always fetches even when the tip is here (to deepen); partial sets the filter
-// (history needs commits only: no blobs at all).
+// fetchTip fetches the branch's tip from the server, depth commits deep, without the blobs
+// over MaxFileSize, and records it in r.fetched. always fetches even when the tip is here, and
+// without any blob: that is Deepen, for history, which reads commits only.
 func (r *Repo) fetchTip(ctx context.Context, depth int, haves []plumbing.Hash, always bool) error {
 	f := filter(r.opts.MaxFileSize)
 	if always {

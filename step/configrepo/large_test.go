@@ -171,3 +171,59 @@ func TestErrorPagesAreCut(t *testing.T) {
 		})
 	}
 }
+
+// TestDeepenReadsHistory: Deepen fetches older commits (their messages, not their files) as
+// far as asked or as the history goes, from a server with or without filters.
+func TestDeepenReadsHistory(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		opts []testenv.GitOption
+	}{
+		{"server filters", nil},
+		{"server without filters", []testenv.GitOption{testenv.WithoutFilters()}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			gs := testenv.NewGitServer(t, tt.opts...)
+			url := newRepo(t, gs, "history")
+			work := t.TempDir()
+			gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
+			for i := 0; i < 40; i++ {
+				if err := os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				gitCmd(t, work, "add", "n.txt")
+				gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", fmt.Sprint("c", i))
+			}
+			gitCmd(t, work, "push", "-q", "origin", "HEAD:main")
+			repo, err := configrepo.Clone(ctx, opts(gs, url))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer repo.Close()
+			for _, tc := range []struct{ depth, want int }{{8, 8}, {32, 32}, {100, 41}} {
+				n, err := repo.Deepen(ctx, tc.depth)
+				if err != nil || n != tc.want {
+					t.Fatalf("Deepen(%d) = %d, %v; want %d", tc.depth, n, err, tc.want)
+				}
+			}
+			head, _ := repo.Head()
+			c, err := repo.Git().CommitObject(head)
+			for i := 39; err == nil && i >= 30; i-- {
+				if strings.TrimSpace(c.Message) != fmt.Sprint("c", i) {
+					t.Fatalf("commit %s says %q, want c%d", c.Hash, c.Message, i)
+				}
+				c, err = c.Parent(0)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The files stay at the tip, and an update still works on the deepened clone.
+			if res, err := repo.Update(ctx, author, appendLine("list.txt", "web=1.0")); err != nil || !res.Changed {
+				t.Fatalf("update after Deepen: %+v, %v", res, err)
+			}
+		})
+	}
+}

@@ -60,7 +60,7 @@ type treeFile struct {
 	mode filemode.FileMode
 }
 
-// files lists the files (blobs, symlinks, submodules) of tree, by slash-separated path.
+// list lists the files (blobs, symlinks, submodules) of tree, by slash-separated path.
 func (w *worktree) list(tree plumbing.Hash) (map[string]treeFile, error) {
 	out := map[string]treeFile{}
 	var walk func(h plumbing.Hash, prefix string) error
@@ -271,13 +271,9 @@ func (w *worktree) writeBlob(p, full string, h plumbing.Hash, perm os.FileMode) 
 	if missing || size > w.maxFile {
 		return true, f.Truncate(size)
 	}
-	obj, err := w.st.EncodedObject(plumbing.BlobObject, h)
+	r, err := w.openBlob(h)
 	if err != nil {
-		return false, fmt.Errorf("reading blob %s: %w", h, err)
-	}
-	r, err := obj.Reader()
-	if err != nil {
-		return false, fmt.Errorf("reading blob %s: %w", h, err)
+		return false, err
 	}
 	defer r.Close()
 	n, err := io.Copy(f, io.LimitReader(r, size+1))
@@ -299,6 +295,16 @@ func (w *worktree) readSmallBlob(h plumbing.Hash, max int64) ([]byte, error) {
 	if size > max {
 		return nil, fmt.Errorf("blob %s is %d bytes, more than the %d a symlink may be", h, size, max)
 	}
+	r, err := w.openBlob(h)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(io.LimitReader(r, max))
+}
+
+// openBlob opens blob h for reading (streamed from disk when it is large).
+func (w *worktree) openBlob(h plumbing.Hash) (io.ReadCloser, error) {
 	obj, err := w.st.EncodedObject(plumbing.BlobObject, h)
 	if err != nil {
 		return nil, fmt.Errorf("reading blob %s: %w", h, err)
@@ -307,8 +313,7 @@ func (w *worktree) readSmallBlob(h plumbing.Hash, max int64) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading blob %s: %w", h, err)
 	}
-	defer r.Close()
-	return io.ReadAll(io.LimitReader(r, max))
+	return r, nil
 }
 
 // cleanPath turns an edit's path (relative to the work tree) into a clean slash-separated one,
