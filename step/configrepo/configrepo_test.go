@@ -263,16 +263,7 @@ func TestCloneIsShallow(t *testing.T) {
 	ctx := context.Background()
 	gs := testenv.NewGitServer(t)
 	url := newRepo(t, gs, "deep")
-	work := t.TempDir()
-	gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
-	for i := 0; i < 60; i++ {
-		if err := os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		gitCmd(t, work, "add", "n.txt")
-		gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", fmt.Sprint("c", i))
-	}
-	gitCmd(t, work, "push", "-q", "origin", "HEAD:main")
+	work := pushCommits(t, gs, url, 60)
 
 	repo, err := configrepo.Clone(ctx, opts(gs, url))
 	if err != nil {
@@ -294,6 +285,23 @@ func TestCloneIsShallow(t *testing.T) {
 	}
 	gitCmd(t, work, "pull", "-q", "--ff-only", "origin", "main")
 	gitCmd(t, work, "fsck", "--no-progress")
+}
+
+// pushCommits pushes n commits ("c0" to "c<n-1>", each changing n.txt) to main with the git
+// CLI and returns the CLI's clone.
+func pushCommits(t *testing.T, gs *testenv.GitServer, url string, n int) string {
+	t.Helper()
+	work := t.TempDir()
+	gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitCmd(t, work, "add", "n.txt")
+		gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", fmt.Sprint("c", i))
+	}
+	gitCmd(t, work, "push", "-q", "origin", "HEAD:main")
+	return work
 }
 
 func authURL(gs *testenv.GitServer, url string) string {

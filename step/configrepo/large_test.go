@@ -21,6 +21,16 @@ import (
 // The limit the large-file tests run with, so that their "large" files stay small.
 const testMaxFile = 4096
 
+// serverKinds are the git servers the fetches must work with: one that serves partial clones
+// (GitHub, GitLab, Gitea) and one that does not (git's default).
+var serverKinds = []struct {
+	name string
+	opts []testenv.GitOption
+}{
+	{"server filters", nil},
+	{"server without filters", []testenv.GitOption{testenv.WithoutFilters()}},
+}
+
 // TestLargeFilesAreNotFetched: a file over MaxFileSize is neither fetched nor written, by a
 // server that supports partial clone (it leaves the blob out) and by one that does not (the
 // client drops it from the pack); the work tree holds a placeholder of at least its size,
@@ -28,13 +38,7 @@ const testMaxFile = 4096
 func TestLargeFilesAreNotFetched(t *testing.T) {
 	t.Parallel()
 	big := strings.Repeat("a line of a file larger than the limit\n", 200) // 7.8 kB
-	for _, tt := range []struct {
-		name string
-		opts []testenv.GitOption
-	}{
-		{"server filters", nil},
-		{"server without filters", []testenv.GitOption{testenv.WithoutFilters()}},
-	} {
+	for _, tt := range serverKinds {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -176,28 +180,13 @@ func TestErrorPagesAreCut(t *testing.T) {
 // far as asked or as the history goes, from a server with or without filters.
 func TestDeepenReadsHistory(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name string
-		opts []testenv.GitOption
-	}{
-		{"server filters", nil},
-		{"server without filters", []testenv.GitOption{testenv.WithoutFilters()}},
-	} {
+	for _, tt := range serverKinds {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			gs := testenv.NewGitServer(t, tt.opts...)
 			url := newRepo(t, gs, "history")
-			work := t.TempDir()
-			gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
-			for i := 0; i < 40; i++ {
-				if err := os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				gitCmd(t, work, "add", "n.txt")
-				gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", fmt.Sprint("c", i))
-			}
-			gitCmd(t, work, "push", "-q", "origin", "HEAD:main")
+			pushCommits(t, gs, url, 40)
 			repo, err := configrepo.Clone(ctx, opts(gs, url))
 			if err != nil {
 				t.Fatal(err)
