@@ -473,7 +473,7 @@ func (c *Client) applyMember(ctx context.Context, m *member, opts ApplyOptions, 
 	result, err := ri.Patch(ctx, m.ref.Name, types.ApplyPatchType, body, po)
 	if err != nil {
 		if ce := conflictError(m.ref, err); ce != nil {
-			ce.hint = replicasHint(m, ce, opts)
+			ce.hint = replicasHint(m, live, ce, opts)
 			return outcome{}, ce
 		}
 		return outcome{}, classify(ctx, "applying "+m.ref.String(), err)

@@ -119,22 +119,7 @@ func planReplicas(m *member, live *unstructured.Unstructured, opts ApplyOptions)
 		return p // a new workload starts with the given count, an autoscaler's or not
 	}
 	have, _, _ := unstructured.NestedInt64(live.Object, "spec", "replicas")
-	var ours, handed bool
-	var others []string
-	for _, e := range live.GetManagedFields() {
-		if !ownsReplicas(e) {
-			continue
-		}
-		apply := e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == ""
-		switch {
-		case apply && e.Manager == opts.FieldManager:
-			ours = true
-		case apply && e.Manager == handoverManager(opts):
-			handed = true
-		default:
-			others = append(others, describeManager(e))
-		}
-	}
+	ours, handed, others := replicasOwners(live, opts)
 	switch {
 	case opts.AutoscaledReplicas && m.autoscaler != "":
 		p.left = &ReplicasLeft{By: m.autoscaler, Autoscaled: true, Live: have, Given: given}
@@ -162,6 +147,29 @@ func planReplicas(m *member, live *unstructured.Unstructured, opts ApplyOptions)
 		p.send = withReplicas(m.obj, nil)
 	}
 	return p
+}
+
+// replicasOwners says who owns live's spec.replicas: FieldManager's apply (ours), the handover
+// manager's (handed), and the other field managers, described (see describeManager).
+func replicasOwners(live *unstructured.Unstructured, opts ApplyOptions) (ours, handed bool, others []string) {
+	if live == nil {
+		return false, false, nil
+	}
+	for _, e := range live.GetManagedFields() {
+		if !ownsReplicas(e) {
+			continue
+		}
+		apply := e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == ""
+		switch {
+		case apply && e.Manager == opts.FieldManager:
+			ours = true
+		case apply && e.Manager == handoverManager(opts):
+			handed = true
+		default:
+			others = append(others, describeManager(e))
+		}
+	}
+	return ours, handed, others
 }
 
 // ownsReplicas reports whether e owns spec.replicas.
@@ -230,8 +238,9 @@ func applyReplicasOnly(ctx context.Context, ri dynamic.ResourceInterface, m *mem
 	return classify(ctx, what, err)
 }
 
-// replicasHint explains a conflict on spec.replicas of m, or returns "" if there is none.
-func replicasHint(m *member, ce *ConflictError, opts ApplyOptions) string {
+// replicasHint explains a conflict on spec.replicas of m, whose live object is live, or
+// returns "" if there is none.
+func replicasHint(m *member, live *unstructured.Unstructured, ce *ConflictError, opts ApplyOptions) string {
 	if _, ok := givenReplicas(m); !ok || !slices.ContainsFunc(ce.Conflicts, func(c FieldConflict) bool { return c.Field == ".spec.replicas" }) {
 		return ""
 	}
@@ -239,7 +248,9 @@ func replicasHint(m *member, ce *ConflictError, opts ApplyOptions) string {
 	if m.autoscalersHidden {
 		hints = append(hints, fmt.Sprintf("HorizontalPodAutoscalers in namespace %s may not be listed, so whether one scales %s is unknown; grant list on horizontalpodautoscalers.autoscaling and deliver leaves replicas to it", m.ref.Namespace, m.ref.Name))
 	}
-	if opts.KeepForeignReplicas {
+	if ours, _, _ := replicasOwners(live, opts); ours {
+		hints = append(hints, "spec.replicas is shared with that manager, which set the same count before: --force-conflicts applies the new one")
+	} else if opts.KeepForeignReplicas {
 		hints = append(hints, "spec.replicas was changed outside the config repo: --force-conflicts applies the rest and keeps the live replica count")
 	}
 	return strings.Join(hints, "; ")

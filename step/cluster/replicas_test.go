@@ -288,6 +288,8 @@ spec:
 	if _, err := e.c.Apply(e.ctx, objects(t, webApp(e.ns, 2)), opts); err != nil {
 		t.Fatalf("Apply at the same count: %v", err)
 	}
+	_, err = e.c.Apply(e.ctx, objects(t, webApp(e.ns, 3)), opts)
+	wantErr(t, err, cluster.ErrApply, `.spec.replicas is owned by field manager "`+manager+`"`, "--force-conflicts applies the new one")
 	if _, err := e.c.Apply(e.ctx, objects(t, webApp(e.ns, 3)), force); err != nil {
 		t.Fatalf("forced Apply of a new count: %v", err)
 	}
