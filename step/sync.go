@@ -102,7 +102,7 @@ func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	// Fields another manager took over (kubectl scale, kubectl edit) are drift too: compare as
 	// if deliver took them back.
 	opts := ap.applyOptions(ns, true)
-	opts.ForceConflicts = true
+	opts.ForceConflicts, opts.KeepForeignReplicas = true, false
 	dctx, cancel := context.WithTimeout(ctx, ap.timeout)
 	diffs, err := ap.client.Diff(dctx, objs, opts)
 	err = ap.deadline(ctx, dctx, "the diff", err)
