@@ -176,14 +176,15 @@ var scpLike = regexp.MustCompile(`^[^@/:\s]+@[A-Za-z0-9.-]+:[^:]`)
 // this machine). The message names the scheme, never the whole URL (it may hold a password).
 func validateRepoURL(raw string) error {
 	scheme, _, hasScheme := strings.Cut(raw, "://")
+	if t := strings.Index(raw, "::"); t >= 0 && (!hasScheme || t < len(scheme)) {
+		return fmt.Errorf("--%s: unsupported transport %s::; use https://, http://, ssh:// or user@host:path", flagConfigRepo, raw[:t])
+	}
 	if hasScheme {
 		switch strings.ToLower(scheme) {
 		case "https", "http", "ssh":
 		default:
 			return fmt.Errorf("--%s: unsupported scheme %s://; use https://, http://, ssh:// or user@host:path", flagConfigRepo, scheme)
 		}
-	} else if transport, _, ok := strings.Cut(raw, "::"); ok {
-		return fmt.Errorf("--%s: unsupported transport %s::; use https://, http://, ssh:// or user@host:path", flagConfigRepo, transport)
 	}
 	if i := strings.IndexFunc(raw, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }); i >= 0 {
 		return fmt.Errorf("--%s: the URL holds a space or control character (%q at byte %d)", flagConfigRepo, raw[i:i+1], i)
