@@ -21,7 +21,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/deliver (static)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver .
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o bin/deliver .
 
 test: k8s-bins bench-bins test-deps lint ## run every test (-race) against real git, registry and Kubernetes servers (includes bench-smoke)
 	$(GO) test $(TEST_FLAGS) ./...
@@ -45,12 +45,14 @@ clean: ## remove build output
 IMAGE_DIR ?= bin/image
 IMAGE_PUSH ?=
 # The image's platforms: the static binary cross-compiles, busybox-static comes per architecture.
+# Builds are reproducible: -trimpath, no VCS stamp (the version is stamped with -X), so the same
+# commit gives the same binary and image digest whatever the state of the work tree.
 IMAGE_ARCHES ?= amd64 arm64
 
 cross: ## build bin/linux-<arch>/deliver (static) for each of IMAGE_ARCHES
 	@set -e; for arch in $(IMAGE_ARCHES); do \
 	  echo "build linux/$$arch"; \
-	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/deliver . ; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/deliver . ; \
 	done
 
 image: cross image-deps ## build the multi-platform image without Docker: an OCI index in the OCI layout bin/image (IMAGE_PUSH="REF..." also pushes it); prints its digest
