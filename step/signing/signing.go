@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,9 @@ type Key struct {
 	pgp    *openpgp.Entity
 	pgpCfg *packet.Config
 	desc   string
+	// name and emails are an OpenPGP key's identities: its primary user ID's name, and the
+	// e-mails of every user ID not revoked, the primary's first.
+	name   string
 	emails []string
 }
 
@@ -160,14 +164,21 @@ func parseOpenPGP(key, passphrase []byte) (*Key, error) {
 	if sk.PublicKey.KeyId != e.PrimaryKey.KeyId {
 		desc += fmt.Sprintf(" (signing subkey %X)", sk.PublicKey.Fingerprint)
 	}
+	var name string
 	var emails []string
+	if id := e.PrimaryIdentity(); id != nil && id.UserId != nil {
+		name = id.UserId.Name
+		if id.UserId.Email != "" {
+			emails = append(emails, id.UserId.Email)
+		}
+	}
 	for _, id := range e.Identities {
-		if id.UserId != nil && id.UserId.Email != "" && !id.Revoked(now) {
+		if id.UserId != nil && id.UserId.Email != "" && !id.Revoked(now) && !slices.Contains(emails, id.UserId.Email) {
 			emails = append(emails, id.UserId.Email)
 		}
 	}
 	return &Key{
-		format: FormatOpenPGP, pgp: e, desc: desc, emails: emails,
+		format: FormatOpenPGP, pgp: e, desc: desc, name: name, emails: emails,
 		pgpCfg: &packet.Config{SigningKeyId: sk.PublicKey.KeyId},
 	}, nil
 }
@@ -225,6 +236,15 @@ func (k *Key) Format() Format { return k.format }
 // SHA256:…" or "OpenPGP key 0123…".
 func (k *Key) String() string { return k.desc }
 
-// Emails are the e-mail addresses of an OpenPGP key's identities (not revoked), which a forge
-// matches against the committer's; nil for an SSH key, which names no one.
-func (k *Key) Emails() []string { return append([]string(nil), k.emails...) }
+// Identity is the name and e-mail of an OpenPGP key's primary user ID, which git and the forges
+// expect as the committer of the commits it signs; empty for an SSH key, which names no one.
+func (k *Key) Identity() (name, email string) {
+	if len(k.emails) > 0 {
+		email = k.emails[0]
+	}
+	return k.name, email
+}
+
+// Emails are the e-mail addresses of an OpenPGP key's user IDs (not revoked), the primary's
+// first, one of which a forge expects as the committer's; nil for an SSH key.
+func (k *Key) Emails() []string { return slices.Clone(k.emails) }

@@ -71,8 +71,11 @@ func TestSign(t *testing.T) {
 				if got := key.Emails(); len(got) != 1 || got[0] != email {
 					t.Errorf("Emails() = %q, want [%s]", got, email)
 				}
-			} else if !strings.Contains(key.String(), "SHA256:") || key.Emails() != nil {
-				t.Errorf("String() = %q, Emails() = %q", key.String(), key.Emails())
+				if name, e := key.Identity(); name != "Deliver Bot" || e != email {
+					t.Errorf("Identity() = %q, %q, want %q", name, e, uid)
+				}
+			} else if name, e := key.Identity(); !strings.Contains(key.String(), "SHA256:") || key.Emails() != nil || name != "" || e != "" {
+				t.Errorf("String() = %q, Emails() = %q, Identity() = %q, %q", key.String(), key.Emails(), name, e)
 			}
 			msg := []byte("tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nauthor a <a@b> 1 +0000\ncommitter a <a@b> 1 +0000\n\nmessage\n")
 			sig, err := key.Sign(bytes.NewReader(msg))
