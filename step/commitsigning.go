@@ -67,11 +67,23 @@ func signingKey(c *cli.Context) (*signing.Key, error) {
 		return nil, nil
 	}
 	key, err := signing.Parse([]byte(content), []byte(passphrase))
-	if errors.Is(err, signing.ErrPassphrase) {
+	switch {
+	case errors.Is(err, signing.ErrPassphrase):
 		return nil, fmt.Errorf("%s: %w (--%s)", flag, err, flagSigningPass)
-	}
-	if err != nil {
+	case err != nil && file == "" && isFile(content):
+		// A GitLab File variable holds the path of a file with the value.
+		return nil, fmt.Errorf("%s: holds the path of a file, not a key: give the path with --%s (DELIVER_SIGNING_KEY_FILE)", flag, flagSigningFile)
+	case err != nil:
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return key, nil
+}
+
+// isFile tells whether s is the path of a regular file.
+func isFile(s string) bool {
+	if strings.ContainsAny(s, "\n\x00") {
+		return false
+	}
+	fi, err := os.Stat(s)
+	return err == nil && fi.Mode().IsRegular()
 }

@@ -165,6 +165,8 @@ func TestSigningKeyRefused(t *testing.T) {
 	}{
 		{name: "not a key", cmd: deploy, args: []string{"--signing-key", "not-a-key-at-all"}, want: []string{"--signing-key: not an SSH private key"}},
 		{name: "public key file", cmd: deploy, args: []string{"--signing-key-file", pubFile}, want: []string{"--signing-key-file " + pubFile + ": an SSH public key"}},
+		{name: "path given as the key", cmd: deploy, env: []string{"DELIVER_SIGNING_KEY=" + keyFile},
+			want: []string{"--signing-key: holds the path of a file, not a key: give the path with --signing-key-file"}},
 		{name: "missing file", cmd: deploy, args: []string{"--signing-key-file", filepath.Join(dir, "nope")}, want: []string{"--signing-key-file", "no such file"}},
 		{name: "encrypted, no passphrase", cmd: deploy, args: []string{"--signing-key", encrypted.Private}, key: encrypted,
 			want: []string{"--signing-key: the SSH key is encrypted", "--signing-key-passphrase"}},
