@@ -3,6 +3,8 @@ package signing_test
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -122,6 +124,23 @@ func TestParseRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A revoked key: gpg writes a revocation certificate when it makes a key; importing it
+	// (without the colon that guards it against being imported by mistake) revokes the key.
+	revoked := signtest.NewGPG(t)
+	if _, err := revoked.Run("", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := os.ReadFile(filepath.Join(revoked.Home, "openpgp-revocs.d", revoked.Fingerprint(t, email)+".rev"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := revoked.Run(strings.ReplaceAll(string(rev), ":-----BEGIN", "-----BEGIN"), "--import"); err != nil {
+		t.Fatal(err)
+	}
+	revokedKey := revoked.Export(t, email, "", "--export-secret-keys")
+	if out, err := revoked.Run("", "--list-keys", email); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("gpg does not list the key as revoked, the case proves nothing: %v\n%s", err, out)
+	}
 	for _, tc := range []struct {
 		name, key, passphrase string
 		want                  string
@@ -142,6 +161,7 @@ func TestParseRefuses(t *testing.T) {
 		{name: "openpgp garbled", key: strings.Replace(pgpEnc.Private, "\n\n", "\n\nAAAA", 1), want: "not a usable OpenPGP key"},
 		{name: "openpgp expired", want: "no valid signing key", key: gpgKey(t, "expired", email, "", "--export-secret-keys",
 			[]string{"--faked-system-time", "20200101T000000", "--quick-gen-key", uid, "ed25519", "sign", "1d"}).Private},
+		{name: "openpgp revoked", want: "no valid signing key", key: revokedKey.Private},
 		{name: "openpgp may not sign", want: "no valid signing key", key: gpgKey(t, "cert-only", email, "", "--export-secret-keys",
 			[]string{"--quick-gen-key", uid, "ed25519", "cert", "never"},
 			[]string{"--quick-add-key", "{fpr}", "cv25519", "encr", "never"}).Private},
