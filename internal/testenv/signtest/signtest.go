@@ -214,11 +214,13 @@ func Verify(t testing.TB, gitDir, commit string, key Key) Verification {
 }
 
 // RequireVerified fails the test unless git verifies commit as signed by key: `git
-// verify-commit` exits 0, %G? is G (good, trusted) and the signer is the key's identity.
+// verify-commit` exits 0, `git log --show-signature` says the signature is good, %G? is G
+// (good, trusted) and the signer is the key's identity.
 func RequireVerified(t testing.TB, gitDir, commit string, key Key) {
 	t.Helper()
 	v := Verify(t, gitDir, commit, key)
-	if v.VerifyErr != nil || v.Status != "G" || !strings.Contains(v.Signer, key.Email) {
+	good := map[string]string{"ssh": `Good "git" signature for ` + key.Email, "openpgp": "Good signature from"}[key.Format]
+	if v.VerifyErr != nil || v.Status != "G" || !strings.Contains(v.Signer, key.Email) || !strings.Contains(v.Output, good) {
 		t.Fatalf("commit %s is not verified as signed by %s (%s): %%G?=%q %%GS=%q, verify-commit: %v\n%s",
 			commit, key.Name, key.Email, v.Status, v.Signer, v.VerifyErr, v.Output)
 	}
