@@ -41,7 +41,11 @@ func (r *runner) commitSigning(c *cli.Context, opts *configrepo.Options) error {
 	committer := r.author(c)
 	committer.Name, committer.Email = firstNonEmpty(opts.CommitterName, committer.Name), firstNonEmpty(opts.CommitterEmail, committer.Email)
 	r.rep.Logf("commits are signed with %s; committer %s <%s>", key, committer.Name, committer.Email)
-	if emails := key.Emails(); key.Format() == signing.FormatOpenPGP && !slices.Contains(emails, committer.Email) {
+	switch emails := key.Emails(); {
+	case key.Format() != signing.FormatOpenPGP, slices.Contains(emails, committer.Email):
+	case len(emails) == 0:
+		r.rep.Warnf("the OpenPGP key has no e-mail in its user IDs: GitHub and GitLab will show its commits as unverified")
+	default:
 		r.rep.Warnf("the committer e-mail %s is not one of the OpenPGP key's (%s): GitHub and GitLab will show its commits as unverified; set --%s to one of them",
 			committer.Email, strings.Join(emails, ", "), flagCommitterMail)
 	}
