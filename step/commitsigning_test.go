@@ -206,8 +206,8 @@ func TestSigningKeyRefused(t *testing.T) {
 }
 
 // TestOpenPGPCommitterMismatchWarns: an OpenPGP key signs for its own identities; a committer
-// e-mail it does not hold makes commits a forge shows as unverified, so deliver warns, and
-// still signs (git itself verifies the signature).
+// e-mail it does not hold, or a key without any e-mail, makes commits a forge shows as
+// unverified, so deliver warns, and still signs (git itself verifies the signature).
 func TestOpenPGPCommitterMismatchWarns(t *testing.T) {
 	t.Parallel()
 	s := newServers(t, fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
@@ -224,5 +224,18 @@ func TestOpenPGPCommitterMismatchWarns(t *testing.T) {
 	v := signtest.Verify(t, cloneBare(t, s), s.Head(t), k)
 	if v.VerifyErr != nil || v.Status != "G" {
 		t.Errorf("the commit is not signed: %%G?=%s %v\n%s", v.Status, v.VerifyErr, v.Output)
+	}
+
+	// A key whose user ID holds no e-mail cannot be verified by a forge at all.
+	g := signtest.NewGPG(t)
+	if out, err := g.Run("", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "Deliver Bot", "ed25519", "sign", "never"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	noEmail := g.Export(t, "Deliver Bot", "", "--export-secret-keys")
+	s.PushImage(t, "team/web", "1.1.0")
+	r = run(t, nil, args([]string{"deploy", "--no-apply", "--env", "staging", "--image", "web=" + s.Reg.Ref("team/web", "1.1.0"),
+		"--signing-key", noEmail.Private}, s.GitArgs())...)
+	if r.code != 0 || !strings.Contains(r.stderr, "the OpenPGP key has no e-mail in its user IDs") {
+		t.Errorf("deploy with a key without e-mail: want success and a warning\n%s", r)
 	}
 }
