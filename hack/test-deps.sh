@@ -5,7 +5,9 @@
 #   hack/test-deps.sh packages   Debian packages: rsync (gitlab-ci-local copies artifacts with
 #                                it), util-linux (unshare: the image test runs the image in a
 #                                mount namespace), ca-certificates (the image's CA bundle),
-#                                nodejs and npm when there is no npm (the pinned npm tools).
+#                                nodejs and npm when there is no npm (the pinned npm tools),
+#                                openssh-client and gnupg (ssh-keygen and gpg make the signed-
+#                                commit tests' keys and check signatures, as git verify-commit does).
 #   hack/test-deps.sh busybox    Debian's busybox-static for linux/amd64 and linux/arm64 (the
 #                                image's /bin/sh), fetched with apt from private package lists
 #                                (the machine's apt configuration is left alone), into
@@ -35,8 +37,10 @@ packages() {
   command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
   [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+  { command -v gpg && command -v gpgconf; } >/dev/null 2>&1 || missing+=(gnupg)
   if [ ${#missing[@]} -eq 0 ]; then
-    echo "test packages present (rsync, unshare, CA bundle, npm)"
+    echo "test packages present (rsync, unshare, CA bundle, npm, ssh-keygen, gpg)"
     return
   fi
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

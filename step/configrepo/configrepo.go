@@ -82,6 +82,15 @@ type Options struct {
 	// DefaultMaxFileSize). It must be at least the largest file any reader of the clone
 	// accepts, since they tell a placeholder from a file by its size (see Repo.Dir).
 	MaxFileSize int64
+	// Signer, when set, signs every commit (see sign.go): each commit Update makes carries its
+	// signature in the gpgsig header, as git's own signed commits do. nil makes unsigned
+	// commits.
+	Signer Signer
+	// CommitterName and CommitterEmail, when set, replace the author's name and e-mail as the
+	// commit's committer. A forge shows a signed commit as verified when the committer's e-mail
+	// belongs to the account that owns the signing key, which is often a bot's, while the
+	// author stays the person or pipeline that asked for the change.
+	CommitterName, CommitterEmail string
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
 	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
 	// 0-100% (full jitter). Every lost race means another push landed, so the branch makes
@@ -296,8 +305,9 @@ type Result struct {
 	Attempts int
 }
 
-// Update applies edit, commits with author as author and committer, and pushes, retrying on
-// lost races. See the package documentation.
+// Update applies edit, commits with author as author (and committer, unless Options names
+// one), signed when Options.Signer is set, and pushes, retrying on lost races. See the package
+// documentation.
 func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
@@ -376,7 +386,10 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author obj
 	if author.When.IsZero() {
 		author.When = time.Now()
 	}
-	c := &object.Commit{Author: author, Committer: author, Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	c := &object.Commit{Author: author, Committer: r.committer(author), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	if err := sign(c, r.opts.Signer); err != nil {
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
+	}
 	obj := r.st.NewEncodedObject()
 	if err := c.Encode(obj); err != nil {
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
