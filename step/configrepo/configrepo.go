@@ -386,7 +386,8 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author obj
 	if author.When.IsZero() {
 		author.When = time.Now()
 	}
-	c := &object.Commit{Author: author, Committer: r.committer(author), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	author = headerSafe(author)
+	c := &object.Commit{Author: author, Committer: headerSafe(r.committer(author)), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
 	if err := sign(c, r.opts.Signer); err != nil {
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
@@ -402,6 +403,23 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author obj
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
 	return commit, dedupe(append([]plumbing.Hash{commit}, objects...)), true, nil
+}
+
+// headerSafe drops from a signature's name and e-mail what would break the commit header they
+// are written into ("Name <email> time"): angle brackets, line breaks and NUL. Names come from
+// CI variables (GITLAB_USER_NAME, a GitHub actor) as well as flags.
+func headerSafe(s object.Signature) object.Signature {
+	clean := func(v string) string {
+		return strings.TrimSpace(strings.Map(func(r rune) rune {
+			switch r {
+			case '<', '>', '\n', '\r', 0:
+				return -1
+			}
+			return r
+		}, v))
+	}
+	s.Name, s.Email = clean(s.Name), clean(s.Email)
+	return s
 }
 
 func dedupe(hs []plumbing.Hash) []plumbing.Hash {
