@@ -32,7 +32,7 @@ func (g *gitlab) pushOptions(ch Change) map[string]string {
 		"merge_request.create":      "",
 		"merge_request.target":      ch.Base,
 		"merge_request.title":       oneLine(ch.Title),
-		"merge_request.description": pushOptionText(ch.Body),
+		"merge_request.description": descriptionOption(ch.Body),
 	}
 	if ch.DeleteBranch {
 		o["merge_request.remove_source_branch"] = ""
@@ -44,6 +44,17 @@ func (g *gitlab) pushOptions(ch Change) map[string]string {
 		o["merge_request.squash"] = ""
 	}
 	return o
+}
+
+// descriptionOption encodes body for the description push option, cut so that the encoded text
+// (a line break takes two bytes there) stays within MaxBody and so within one pkt-line.
+func descriptionOption(body string) string {
+	d := pushOptionText(body)
+	for limit := MaxBody; len(d) > MaxBody && limit > 2*len(truncatedNote); {
+		limit -= len(d) - MaxBody
+		d = pushOptionText(clip(body, limit))
+	}
+	return d
 }
 
 // oneLine makes s fit a push option: no line breaks or other control characters.
