@@ -272,7 +272,7 @@ func SharedCluster(t testing.TB) *Cluster {
 	return shared.cluster
 }
 
-// Main runs the tests of m, stops the shared cluster if a test started it,
+// Main runs the tests of m, stops the shared cluster and the shared Gitea if a test started them,
 // and exits with the tests' exit code (1 if stopping failed after passing
 // tests). Call it from TestMain:
 //
@@ -288,6 +288,12 @@ func Main(m *testing.M) {
 			if code == 0 {
 				code = 1
 			}
+		}
+	}
+	if err := stopSharedGitea(); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: stopping shared Gitea: %v\n", err)
+		if code == 0 {
+			code = 1
 		}
 	}
 	os.Exit(code)
