@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,25 +38,28 @@ func TestGitea(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	g := testenv.SharedGitea(t)
-	cloneURL, err := g.CreateRepo(ctx, "harness-config", seedDir(t))
+	// Names unique per run, so that -count=N against the one shared Gitea works.
+	suffix := fmt.Sprintf("-%x", rand.Uint32())
+	config, protected, scoped := "harness-config"+suffix, "harness-protected"+suffix, "harness-scopes"+suffix
+	cloneURL, err := g.CreateRepo(ctx, config, seedDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cloneURL != g.URL+"/ci/harness-config.git" {
-		t.Fatalf("clone URL = %q, want %s/ci/harness-config.git", cloneURL, g.URL)
+	if cloneURL != g.URL+"/ci/"+config+".git" {
+		t.Fatalf("clone URL = %q, want %s/ci/%s.git", cloneURL, g.URL, config)
 	}
 
 	t.Run("seeded repository reads back over the API and git", func(t *testing.T) {
-		got, err := g.ReadFile(ctx, "harness-config", "main", "overlays/prod/kustomization.yaml")
+		got, err := g.ReadFile(ctx, config, "main", "overlays/prod/kustomization.yaml")
 		if err != nil || string(got) != kustomization {
 			t.Fatalf("ReadFile = %q, %v; want %q", got, err, kustomization)
 		}
-		head, err := g.BranchHead(ctx, "harness-config", "main")
+		head, err := g.BranchHead(ctx, config, "main")
 		if err != nil || len(head) != 40 {
 			t.Fatalf("BranchHead = %q, %v; want a 40-hex SHA", head, err)
 		}
 		dir := t.TempDir()
-		if out, err := gitCLI(t, dir, nil, "clone", "--quiet", g.AuthRepoURL("harness-config", testenv.GiteaAdmin, g.Token), "c"); err != nil {
+		if out, err := gitCLI(t, dir, nil, "clone", "--quiet", g.AuthRepoURL(config, testenv.GiteaAdmin, g.Token), "c"); err != nil {
 			t.Fatalf("git clone with the admin token: %v: %s", err, out)
 		}
 		out, err := gitCLI(t, filepath.Join(dir, "c"), nil, "rev-parse", "HEAD")
@@ -68,18 +73,18 @@ func TestGitea(t *testing.T) {
 	})
 
 	t.Run("protected branch refuses a direct push with Gitea's words", func(t *testing.T) {
-		if _, err := g.CreateRepo(ctx, "harness-protected", seedDir(t)); err != nil {
+		if _, err := g.CreateRepo(ctx, protected, seedDir(t)); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.ProtectBranch(ctx, "harness-protected", testenv.BranchProtection{Branch: "main"}); err != nil {
+		if err := g.ProtectBranch(ctx, protected, testenv.BranchProtection{Branch: "main"}); err != nil {
 			t.Fatal(err)
 		}
-		before, err := g.BranchHead(ctx, "harness-protected", "main")
+		before, err := g.BranchHead(ctx, protected, "main")
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		url := g.AuthRepoURL("harness-protected", testenv.GiteaAdmin, g.Token)
+		url := g.AuthRepoURL(protected, testenv.GiteaAdmin, g.Token)
 		if out, err := gitCLI(t, dir, nil, "clone", "--quiet", url, "c"); err != nil {
 			t.Fatalf("clone: %v: %s", err, out)
 		}
@@ -100,7 +105,7 @@ func TestGitea(t *testing.T) {
 		if strings.Contains(out, g.Token) {
 			t.Errorf("git output shows the token")
 		}
-		if after, err := g.BranchHead(ctx, "harness-protected", "main"); err != nil || after != before {
+		if after, err := g.BranchHead(ctx, protected, "main"); err != nil || after != before {
 			t.Errorf("main after the refused push = %s, %v; want unchanged %s", after, err, before)
 		}
 		// A branch of its own is not protected: the pull-request path starts there.
@@ -110,11 +115,11 @@ func TestGitea(t *testing.T) {
 	})
 
 	t.Run("tokens carry exactly their scopes", func(t *testing.T) {
-		const repo = "harness-scopes"
+		repo := scoped
 		if _, err := g.CreateRepo(ctx, repo, seedDir(t)); err != nil {
 			t.Fatal(err)
 		}
-		user := "scoped-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))[:20]
+		user := "scoped" + suffix
 		pw, err := g.CreateUser(ctx, user)
 		if err != nil {
 			t.Fatal(err)

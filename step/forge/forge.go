@@ -342,6 +342,8 @@ func (c *Client) WaitMerged(ctx context.Context, number int, opts WaitOptions) (
 	for {
 		pr, err := c.Get(ctx, number)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// The time ran out during the poll: report it as such below.
 		case err == nil:
 			last, lastErr = pr, nil
 			switch pr.State {
@@ -363,8 +365,14 @@ func (c *Client) WaitMerged(ctx context.Context, number int, opts WaitOptions) (
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return last, fmt.Errorf("waiting for pull request #%d to be merged: %w", number, context.Canceled)
+			}
+			if last.Number == 0 {
+				return last, fmt.Errorf("%w: #%d could not be read before %v (last error: %v)", ErrNotMerged, number, context.Cause(ctx), lastErr)
+			}
 			if lastErr != nil {
-				return last, fmt.Errorf("%w: #%d after %v (last error: %v)", ErrNotMerged, number, context.Cause(ctx), lastErr)
+				return last, fmt.Errorf("%w: %s was still open when last read, then %v (last error: %v)", ErrNotMerged, describe(last), context.Cause(ctx), lastErr)
 			}
 			return last, fmt.Errorf("%w: %s is still open (%v)", ErrNotMerged, describe(last), context.Cause(ctx))
 		case <-t.C:

@@ -45,14 +45,31 @@ func (g *githubAPI) pushOptions(Change) map[string]string { return nil }
 
 func (g *githubAPI) slug() string { return g.owner + "/" + g.repo }
 
-// findOpen returns the open pull request from ch.Branch into ch.Base, or nil. GitHub filters by
-// head on the server; Gitea ignores that filter and returns every open pull request, so the
-// pages are filtered here in both cases.
+// findOpen returns the open pull request from ch.Branch into ch.Base, or nil; of several (see
+// dedupe), the oldest.
 func (g *githubAPI) findOpen(ctx context.Context, ch Change) (*github.PullRequest, error) {
+	prs, err := g.listOpen(ctx, ch)
+	if err != nil || len(prs) == 0 {
+		return nil, err
+	}
+	oldest := prs[0]
+	for _, pr := range prs[1:] {
+		if pr.GetNumber() < oldest.GetNumber() {
+			oldest = pr
+		}
+	}
+	return oldest, nil
+}
+
+// listOpen returns the open pull requests from ch.Branch into ch.Base. GitHub filters by head
+// on the server; Gitea ignores that filter and returns every open pull request, so the pages
+// are filtered here in both cases.
+func (g *githubAPI) listOpen(ctx context.Context, ch Change) ([]*github.PullRequest, error) {
 	opts := &github.PullRequestListOptions{State: "open", Base: ch.Base, ListOptions: github.ListOptions{PerPage: 100}}
 	if g.kind == GitHub {
 		opts.Head = g.owner + ":" + ch.Branch
 	}
+	var ours []*github.PullRequest
 	for range 100 { // 100 pages of open pull requests is far beyond any config repo
 		prs, resp, err := g.c.PullRequests.List(ctx, g.owner, g.repo, opts)
 		if err != nil {
@@ -60,15 +77,35 @@ func (g *githubAPI) findOpen(ctx context.Context, ch Change) (*github.PullReques
 		}
 		for _, pr := range prs {
 			if g.isOurs(pr, ch) {
-				return pr, nil
+				ours = append(ours, pr)
 			}
 		}
 		if resp == nil || resp.NextPage == 0 {
-			return nil, nil
+			break
 		}
 		opts.Page = resp.NextPage
 	}
-	return nil, nil
+	return ours, nil
+}
+
+// dedupe handles two runs that opened a pull request for the same branch at once, which Gitea
+// does not refuse (GitHub does, with 422): every run that opened one lists them again, and the
+// run whose pull request is not the oldest closes its own and carries on with the oldest. So
+// one stays open, whoever wins.
+func (g *githubAPI) dedupe(ctx context.Context, ch Change, mine *github.PullRequest) (*github.PullRequest, error) {
+	oldest, err := g.findOpen(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+	if oldest == nil || oldest.GetNumber() >= mine.GetNumber() {
+		return mine, nil
+	}
+	_, _, err = g.c.PullRequests.Edit(ctx, g.owner, g.repo, mine.GetNumber(), &github.PullRequest{State: new("closed")})
+	if err != nil {
+		return nil, classify(fmt.Sprintf("closing pull request #%d, opened at the same time as #%d for the same branch", mine.GetNumber(), oldest.GetNumber()), err)
+	}
+	g.logf("closed pull request #%d: #%d was opened for %s at the same time", mine.GetNumber(), oldest.GetNumber(), ch.Branch)
+	return oldest, nil
 }
 
 // isOurs tells whether pr is the pull request of ch: same head branch in this repository (not
@@ -90,12 +127,14 @@ func (g *githubAPI) sync(ctx context.Context, ch Change, _ string) (PullRequest,
 	}
 	if pr == nil {
 		created, _, err := g.c.PullRequests.Create(ctx, g.owner, g.repo, github.CreatePullRequest{
-			Title: github.Ptr(ch.Title), Head: ch.Branch, Base: ch.Base, Body: github.Ptr(ch.Body),
+			Title: new(ch.Title), Head: ch.Branch, Base: ch.Base, Body: new(ch.Body),
 		})
 		switch {
 		case err == nil:
-			pr = created
-			g.logf("opened pull request #%d: %s", pr.GetNumber(), pr.GetHTMLURL())
+			g.logf("opened pull request #%d: %s", created.GetNumber(), created.GetHTMLURL())
+			if pr, err = g.dedupe(ctx, ch, created); err != nil {
+				return PullRequest{}, err
+			}
 		case alreadyExists(err):
 			// Another run opened it between the list and the create: update that one.
 			if pr, err = g.findOpen(ctx, ch); err != nil {
@@ -110,7 +149,7 @@ func (g *githubAPI) sync(ctx context.Context, ch Change, _ string) (PullRequest,
 	}
 	if pr.GetTitle() != ch.Title || normalizeBody(pr.GetBody()) != normalizeBody(ch.Body) {
 		edited, _, err := g.c.PullRequests.Edit(ctx, g.owner, g.repo, pr.GetNumber(), &github.PullRequest{
-			Title: github.Ptr(ch.Title), Body: github.Ptr(ch.Body),
+			Title: new(ch.Title), Body: new(ch.Body),
 		})
 		if err != nil {
 			return PullRequest{}, classify(fmt.Sprintf("updating the title and body of pull request #%d in %s", pr.GetNumber(), g.slug()), err)
