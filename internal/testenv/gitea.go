@@ -38,17 +38,12 @@ const giteaSkipEnv = "DELIVER_SKIP_GITEA"
 // `make gitea-bins` (hack/gitea-bins.sh) builds it. The error says how to build it when it is not
 // there.
 func GiteaBinary() (string, error) {
-	dir := os.Getenv("DELIVER_GITEA_BINS")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("locating the Gitea binary: %w; set DELIVER_GITEA_BINS or run `make gitea-bins`", err)
-		}
-		dir = filepath.Join(cache, "deliver", "gitea-bins")
+	dir, err := binCache("DELIVER_GITEA_BINS", "gitea-bins")
+	if err != nil {
+		return "", err
 	}
 	bin := filepath.Join(dir, "gitea")
-	fi, err := os.Stat(bin)
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+	if !isExecutable(bin) {
 		return bin, fmt.Errorf("the Gitea server binary is missing (%s); run `make gitea-bins` (or set DELIVER_GITEA_BINS)", bin)
 	}
 	return bin, nil
@@ -161,11 +156,7 @@ func skipIfGiteaMissing(t testing.TB) {
 }
 
 // sharedGitea is the Gitea behind SharedGitea: started at most once per process, stopped by Main.
-var sharedGitea struct {
-	once  sync.Once
-	gitea *Gitea
-	err   error
-}
+var sharedGitea sharedServer[*Gitea]
 
 // SharedGitea returns the test binary's shared Gitea, starting it on first use (safe for
 // parallel tests). Tests must use repositories and users of their own (names with t.Name() or a
@@ -175,27 +166,15 @@ var sharedGitea struct {
 func SharedGitea(t testing.TB) *Gitea {
 	t.Helper()
 	skipIfGiteaMissing(t)
-	started := false
-	sharedGitea.once.Do(func() {
-		sharedGitea.gitea, sharedGitea.err = StartGitea(context.Background())
-		started = true
+	return sharedGitea.get(t, func() (*Gitea, error) {
+		g, err := StartGitea(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("shared Gitea: %w", err)
+		}
+		return g, nil
+	}, func(g *Gitea) string {
+		return fmt.Sprintf("Gitea %s started in %s at %s", GiteaVersion, g.StartupTime.Round(time.Millisecond), g.URL)
 	})
-	if sharedGitea.err != nil {
-		t.Fatalf("shared Gitea: %v", sharedGitea.err)
-	}
-	if started {
-		t.Logf("testenv: shared Gitea %s started in %s at %s", GiteaVersion, sharedGitea.gitea.StartupTime.Round(time.Millisecond), sharedGitea.gitea.URL)
-	}
-	return sharedGitea.gitea
-}
-
-// stopSharedGitea stops the shared Gitea if a test started it (called by Main).
-func stopSharedGitea() error {
-	sharedGitea.once.Do(func() {})
-	if sharedGitea.gitea == nil {
-		return nil
-	}
-	return sharedGitea.gitea.Stop()
 }
 
 // Stop stops Gitea (SIGTERM to its process group, SIGKILL after 10 s) and removes its
@@ -391,7 +370,7 @@ func (g *Gitea) iniPath() string { return filepath.Join(g.dir, "custom", "conf",
 // env is the environment of every Gitea process: the test's, with HOME and TMPDIR inside
 // Gitea's directory, and the consent to run as root (CI and developer machines run as root).
 func (g *Gitea) env() []string {
-	override := map[string]string{
+	return childEnv(map[string]string{
 		"HOME":            filepath.Join(g.dir, "home"),
 		"TMPDIR":          filepath.Join(g.dir, "tmp"),
 		"GITEA_WORK_DIR":  g.dir,
@@ -399,18 +378,10 @@ func (g *Gitea) env() []string {
 		"XDG_CONFIG_HOME": filepath.Join(g.dir, "home", ".config"),
 		"GITEA_I_AM_BEING_UNSAFE_RUNNING_AS_ROOT": "true",
 		"GIT_CONFIG_NOSYSTEM":                     "1",
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := override[k]; !ok && !strings.HasPrefix(k, "GIT_") && !strings.HasPrefix(k, "GITEA_") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range override {
-		env = append(env, k+"="+v)
-	}
-	return env
+	}, func(k string) bool {
+		// The test's git settings (GIT_DIR, GIT_CONFIG_*) must not reach Gitea's git.
+		return strings.HasPrefix(k, "GIT_") || strings.HasPrefix(k, "GITEA_")
+	})
 }
 
 // run runs a one-shot gitea command (migrate, admin, generate) and returns its standard output.
@@ -619,6 +590,16 @@ func (g *Gitea) CreateUser(ctx context.Context, name string) (password string, e
 		return "", fmt.Errorf("creating Gitea user %s: %w", name, err)
 	}
 	return password, nil
+}
+
+// CreateUserToken creates a user (see CreateUser) and returns an API token of theirs with the
+// given scopes.
+func (g *Gitea) CreateUserToken(ctx context.Context, name string, scopes ...string) (string, error) {
+	pw, err := g.CreateUser(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return g.CreateToken(ctx, name, pw, name+"-token", scopes...)
 }
 
 // CreateToken creates an API token for user (authenticating with their password) with the given

@@ -89,6 +89,15 @@ func pushChange(t *testing.T, g *testenv.Gitea, repo, branch, content string) st
 	return h.String()
 }
 
+// webChange creates a repository of the test's own and pushes a change of web to its branch.
+func webChange(t *testing.T, g *testenv.Gitea) (repo string, ch forge.Change) {
+	t.Helper()
+	repo = giteaRepo(t, g)
+	ch = forge.Change{Branch: forge.Branch("production", []string{"web"}), Base: "main", Title: "deliver(production): web 1.4.2 -> 1.4.3", Body: "b"}
+	pushChange(t, g, repo, ch.Branch, overlay("1.4.3", "2.0.0"))
+	return repo, ch
+}
+
 func overlay(web, api string) string {
 	return "resources:\n- ../../base\nimages:\n- name: api\n  newTag: " + api + "\n- name: web\n  newTag: " + web + "\n"
 }
@@ -185,9 +194,7 @@ func TestGiteaConcurrentSyncsOpenOne(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	g := testenv.SharedGitea(t)
-	repo := giteaRepo(t, g)
-	ch := forge.Change{Branch: forge.Branch("production", []string{"web"}), Base: "main", Title: "deliver(production): web", Body: "b"}
-	pushChange(t, g, repo, ch.Branch, overlay("1.4.3", "2.0.0"))
+	repo, ch := webChange(t, g)
 	const n = 4
 	numbers := make([]int, n)
 	errs := make([]error, n)
@@ -224,15 +231,11 @@ func protectedRepo(t *testing.T, g *testenv.Gitea, approvals int, checks ...stri
 		t.Fatal(err)
 	}
 	reviewer := fmt.Sprintf("reviewer-%x", rand.Uint32())
-	pw, err := g.CreateUser(ctx, reviewer)
+	tok, err := g.CreateUserToken(ctx, reviewer, "write:repository")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := g.AddCollaborator(ctx, repo, reviewer, "write"); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := g.CreateToken(ctx, reviewer, pw, "review", "write:repository")
-	if err != nil {
 		t.Fatal(err)
 	}
 	return repo, tok
@@ -392,22 +395,15 @@ func TestGiteaTokens(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	g := testenv.SharedGitea(t)
-	repo := giteaRepo(t, g)
-	ch := forge.Change{Branch: forge.Branch("production", []string{"web"}), Base: "main", Title: "t", Body: "b"}
-	pushChange(t, g, repo, ch.Branch, overlay("1.4.3", "2.0.0"))
+	repo, ch := webChange(t, g)
 
 	// The owner's token limited to reading cannot open a pull request.
 	readOnly, err := g.CreateToken(ctx, testenv.GiteaAdmin, g.Password, "read-only-"+repo, "read:repository")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Another user's token, with every scope, but no access to the private repository.
-	outsider := fmt.Sprintf("outsider-%x", rand.Uint32())
-	pw, err := g.CreateUser(ctx, outsider)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outsiderToken, err := g.CreateToken(ctx, outsider, pw, "all", "write:repository")
+	// Another user's token, with write:repository, but no access to the private repository.
+	outsiderToken, err := g.CreateUserToken(ctx, fmt.Sprintf("outsider-%x", rand.Uint32()), "write:repository")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,9 +435,7 @@ func TestGiteaTLSIsVerified(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	g := testenv.NewGitea(t, testenv.WithGiteaTLS())
-	repo := giteaRepo(t, g)
-	ch := forge.Change{Branch: forge.Branch("production", []string{"web"}), Base: "main", Title: "t", Body: "b"}
-	pushChange(t, g, repo, ch.Branch, overlay("1.4.3", "2.0.0"))
+	repo, ch := webChange(t, g)
 
 	// Without the private CA: refused, and nothing opened.
 	plain, err := forge.New(forge.Options{RepoURL: g.RepoURL(repo), Kind: forge.Gitea, Token: g.Token})
@@ -476,9 +470,7 @@ func TestGiteaFaults(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	g := testenv.SharedGitea(t)
-	repo := giteaRepo(t, g)
-	ch := forge.Change{Branch: forge.Branch("production", []string{"web"}), Base: "main", Title: "t", Body: "b"}
-	pushChange(t, g, repo, ch.Branch, overlay("1.4.3", "2.0.0"))
+	repo, ch := webChange(t, g)
 	proxy := faultproxy.New(t, strings.TrimPrefix(g.URL, "http://"))
 	c, err := forge.New(forge.Options{RepoURL: g.RepoURL(repo), Kind: forge.Gitea, Token: g.Token,
 		APIURL: "http://" + proxy.Addr + "/api/v1/", HTTPClient: &http.Client{Timeout: 2 * time.Second}})

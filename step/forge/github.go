@@ -89,7 +89,7 @@ func (g *githubAPI) listOpen(ctx context.Context, ch Change) ([]*github.PullRequ
 }
 
 // dedupe handles two runs that opened a pull request for the same branch at once, which Gitea
-// does not refuse (GitHub does, with 422): every run that opened one lists them again, and the
+// does not refuse (GitHub does, with 422): on Gitea, every run that opened one lists them again, and the
 // run whose pull request is not the oldest closes its own and carries on with the oldest. So
 // one stays open, whoever wins.
 func (g *githubAPI) dedupe(ctx context.Context, ch Change, mine *github.PullRequest) (*github.PullRequest, error) {
@@ -132,8 +132,11 @@ func (g *githubAPI) sync(ctx context.Context, ch Change, _ string) (PullRequest,
 		switch {
 		case err == nil:
 			g.logf("opened pull request #%d: %s", created.GetNumber(), created.GetHTMLURL())
-			if pr, err = g.dedupe(ctx, ch, created); err != nil {
-				return PullRequest{}, err
+			pr = created
+			if g.kind == Gitea { // GitHub refuses the second one itself (422, handled below)
+				if pr, err = g.dedupe(ctx, ch, created); err != nil {
+					return PullRequest{}, err
+				}
 			}
 		case alreadyExists(err):
 			// Another run opened it between the list and the create: update that one.

@@ -172,3 +172,18 @@ func TestRecordedGitLabWaitMerged(t *testing.T) {
 		t.Fatalf("WaitMerged = %+v, want %+v", pr, want)
 	}
 }
+
+func TestRecordedGitHubCreateRace(t *testing.T) {
+	t.Parallel()
+	srv := recorded(t, "github-create-race.json")
+	c, err := forge.New(forge.Options{Kind: forge.GitHub, RepoURL: "https://github.com/acme/config.git", APIURL: srv.URL + "/", Token: "ghs_t0ken"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := c.Sync(context.Background(), forge.Change{
+		Branch: "deliver/production/web", Base: "main", Title: "deliver(production): web 1.4.2 -> 1.4.4", Body: "web: 1.4.2 -> 1.4.4",
+	}, "")
+	if err != nil || pr.Number != 11 || pr.State != forge.StateOpen {
+		t.Fatalf("Sync = %+v, %v; want the pull request the other run opened, #11", pr, err)
+	}
+}
