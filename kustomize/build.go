@@ -56,18 +56,7 @@ func BuildYAML(root, overlay string) ([]byte, error) {
 }
 
 func build(root, overlay string) (resmap.ResMap, error) {
-	fsys, err := newConfinedFS(root)
-	if err != nil {
-		return nil, err
-	}
-	dir := overlay
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(fsys.root, overlay)
-	}
-	if dir, err = fsys.check(dir); err != nil {
-		return nil, err
-	}
-	plan, err := checkReferences(fsys, dir)
+	fsys, dir, plan, err := prepare(root, overlay)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +66,25 @@ func build(root, overlay string) (resmap.ResMap, error) {
 	}
 	// Not applicable, or it failed: kustomize as it is decides, and words any error.
 	return run(fsys, nil)
+}
+
+// prepare resolves the overlay's directory in a file system confined to root and checks
+// its references (see Build).
+func prepare(root, overlay string) (fsys *confinedFS, dir string, plan *buildPlan, err error) {
+	if fsys, err = newConfinedFS(root); err != nil {
+		return nil, "", nil, err
+	}
+	dir = overlay
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(fsys.root, overlay)
+	}
+	if dir, err = fsys.check(dir); err != nil {
+		return nil, "", nil, err
+	}
+	if plan, err = checkReferences(fsys, dir); err != nil {
+		return nil, "", nil, err
+	}
+	return fsys, dir, plan, nil
 }
 
 // krustyRun returns a function that runs kustomize on the overlay in dir over a file

@@ -75,9 +75,12 @@ func ReadImages(dir string) (path string, images []types.Image, err error) {
 // (see FindKustomization) and reports whether the file changed. The rules per change,
 // matched to an entry by Name:
 //
-//   - NewName, NewTag and Digest are each: a value, which is set; "" which removes the
-//     field if present (so `web:1.2` drops an existing digest and newName, as
-//     `kustomize edit set image` does); or "*" (Keep), which leaves the field as it is.
+//   - NewName, NewTag, Digest and TagSuffix are each: a value, which is set; "" which
+//     removes the field if present (so `web:1.2` drops an existing digest, newName and
+//     tagSuffix, as `kustomize edit set image` does); or "*" (Keep), which leaves the
+//     field as it is. ParseImageArg leaves TagSuffix empty: every argument form drops a
+//     tagSuffix, whose value kustomize would otherwise ignore (a tag or digest is set)
+//     or append to the base's tag (neither is), so the entry renders what it says.
 //   - An image with no entry is appended after the last entry, in the layout of its
 //     neighbours; "*" fields are omitted. Without an images key, one is added at the end
 //     of the file; an empty one (images: or images: []) gets the entries.
@@ -88,6 +91,12 @@ func ReadImages(dir string) (path string, images []types.Image, err error) {
 // kept. On any error nothing is written; errors are *FileError values naming the file
 // and, when known, the line, and invalid changes wrap ErrInvalidImage.
 func SetImages(dir string, images []types.Image) (changed bool, err error) {
+	return editFile(dir, func(data []byte) ([]byte, bool, error) { return EditImages(data, images) })
+}
+
+// editFile runs a pure edit on the kustomization file in dir and writes the result, as
+// SetImages describes.
+func editFile(dir string, edit func([]byte) ([]byte, bool, error)) (changed bool, err error) {
 	path, err := FindKustomization(dir)
 	if err != nil {
 		return false, err
@@ -96,7 +105,7 @@ func SetImages(dir string, images []types.Image) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	out, changed, err := EditImages(data, images)
+	out, changed, err := edit(data)
 	if err != nil {
 		return false, withPath(path, err)
 	}
@@ -191,7 +200,10 @@ func EditImages(data []byte, images []types.Image) (out []byte, changed bool, er
 
 // resolveKeep applies Keep: fields of img equal to "*" take the value from have.
 func resolveKeep(img, have types.Image) types.Image {
-	out := types.Image{Name: img.Name, NewName: img.NewName, NewTag: img.NewTag, Digest: img.Digest, TagSuffix: have.TagSuffix}
+	out := img
+	if out.TagSuffix == Keep {
+		out.TagSuffix = have.TagSuffix
+	}
 	if out.NewName == Keep {
 		out.NewName = have.NewName
 	}
@@ -610,7 +622,7 @@ func (ed *editor) listIndent() int {
 // when they are sorted that way instead (as `kustomize edit` writes them); otherwise the
 // neighbour's order, with keys it lacks at the end.
 func entryKeys(img types.Image, neighbour *entry) []string {
-	canonical := []string{keyName, keyNewName, keyNewTag, keyDigest}
+	canonical := []string{keyName, keyNewName, keyNewTag, keyDigest, keyTagSuffix}
 	var keys []string
 	for _, k := range canonical {
 		if getField(img, k) != "" {
@@ -742,7 +754,7 @@ func verify(before *source, out []byte, want []types.Image, touched []bool, writ
 		}
 		keys := written[i]
 		if i >= len(before.entries) {
-			keys = []string{keyName, keyNewName, keyNewTag, keyDigest}
+			keys = []string{keyName, keyNewName, keyNewTag, keyDigest, keyTagSuffix}
 		}
 		for _, k := range keys {
 			if _, v := e.field(k); v != nil && v.ShortTag() != "!!str" {
@@ -750,7 +762,7 @@ func verify(before *source, out []byte, want []types.Image, touched []bool, writ
 			}
 		}
 		if i < len(before.entries) && !sameExcept(before.entries[i].node, e.node, managedKeys()) {
-			return fmt.Errorf("images[%d]: a key other than newName, newTag and digest changed", i)
+			return fmt.Errorf("images[%d]: a key other than newName, newTag, digest and tagSuffix changed", i)
 		}
 	}
 	if !sameExcept(before.root, after.root, []string{"images"}) {

@@ -23,9 +23,9 @@ func TestEditImagesBytes(t *testing.T) {
 	}{
 		{
 			name:   "multi-byte characters before the value on the same line",
-			in:     "images: [{tagSuffix: \"é🙂\", name: web, newTag: v1}]\n",
+			in:     "images: [{note: \"é🙂\", name: web, newTag: v1}]\n",
 			images: []types.Image{{Name: "web", NewTag: "v2"}},
-			want:   "images: [{tagSuffix: \"é🙂\", name: web, newTag: v2}]\n",
+			want:   "images: [{note: \"é🙂\", name: web, newTag: v2}]\n",
 		},
 		{
 			name:   "byte order mark",

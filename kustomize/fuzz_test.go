@@ -21,11 +21,14 @@ var fuzzChanges = []types.Image{
 	{Name: "web"},
 	{Name: "api", NewName: "localhost:5000/api", NewTag: "true"},
 	{Name: "web", NewName: Keep, Digest: digestA},
+	{Name: "web", NewName: Keep, NewTag: Keep, Digest: Keep, TagSuffix: Keep},
+	{Name: "web", NewTag: "v1", TagSuffix: "-alpine"},
 }
 
 // FuzzEditImages: EditImages never panics; when it succeeds, the output parses, the
-// entry for the image holds exactly the requested values, nothing else in the file
-// changed meaning, and the same edit again changes nothing.
+// entry for the image holds exactly the requested values (no tagSuffix unless the change
+// sets or keeps one), nothing else in the file changed meaning, and the same edit again
+// changes nothing.
 func FuzzEditImages(f *testing.F) {
 	seeds := []string{
 		"images:\n- name: web\n  newTag: v1\n",
@@ -51,28 +54,9 @@ func FuzzEditImages(f *testing.F) {
 			img = fuzzChanges[len(arg)%len(fuzzChanges)]
 		}
 		out, changed, err := EditImages(data, []types.Image{img})
-		if err != nil {
-			var fe *FileError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %v is not a *FileError", err)
-			}
-			if strings.Contains(err.Error(), "internal error") {
-				t.Fatalf("internal error (the editor produced a file that did not check out): %v", err)
-			}
+		before, after, ok := checkEdit(t, data, out, changed, err)
+		if !ok {
 			return
-		}
-		if !changed {
-			if !bytes.Equal(out, data) {
-				t.Fatalf("changed=false but the output differs")
-			}
-		}
-		before, err := parseSource(data)
-		if err != nil {
-			t.Fatalf("EditImages accepted input that does not parse: %v", err)
-		}
-		after, err := parseSource(out)
-		if err != nil {
-			t.Fatalf("the output does not parse: %v\n%q", err, out)
 		}
 		var have types.Image
 		if e := before.entryNamed(img.Name); e != nil {
@@ -111,6 +95,33 @@ func FuzzEditImages(f *testing.F) {
 			t.Fatalf("the edit is not idempotent: changed=%v err=%v\n%q\n%q", changed, err, out, again)
 		}
 	})
+}
+
+// checkEdit checks the result of a fuzzed edit of data: an error must be a *FileError
+// other than an internal one (then ok is false); otherwise the input and output must
+// parse, and be the same bytes when nothing changed.
+func checkEdit(t *testing.T, data, out []byte, changed bool, err error) (before, after *source, ok bool) {
+	t.Helper()
+	if err != nil {
+		var fe *FileError
+		if !errors.As(err, &fe) {
+			t.Fatalf("error %v is not a *FileError", err)
+		}
+		if strings.Contains(err.Error(), "internal error") {
+			t.Fatalf("internal error (the editor produced a file that did not check out): %v", err)
+		}
+		return nil, nil, false
+	}
+	if !changed && !bytes.Equal(out, data) {
+		t.Fatalf("changed=false but the output differs")
+	}
+	if before, err = parseSource(data); err != nil {
+		t.Fatalf("the editor accepted input that does not parse: %v", err)
+	}
+	if after, err = parseSource(out); err != nil {
+		t.Fatalf("the output does not parse: %v\n%q", err, out)
+	}
+	return before, after, true
 }
 
 // FuzzParseImageArg: ParseImageArg never panics; what it accepts is valid, free of

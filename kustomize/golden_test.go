@@ -3,6 +3,7 @@ package kustomize
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -21,12 +22,16 @@ const goldenDir = "testdata/setimages"
 
 // TestSetImagesGolden runs every case in testdata/setimages. A case directory holds the
 // input kustomization file (kustomization.yaml, kustomization.yml or Kustomization, or
-// none or two for the error cases), change.txt (one ParseImageArg argument per line;
-// blank lines and # comments are ignored), and either expected.yaml, the exact bytes
-// SetImages must produce, or error.txt, a substring of the error it must return.
+// none or two for the error cases), change.txt (one ParseImageArg argument per line, or
+// "remove NAME" for RemoveImages; blank lines and # comments are ignored), and either
+// expected.yaml, the exact bytes the edits must produce, or error.txt, a substring of the
+// error they must return. Consecutive arguments are one SetImages call, consecutive
+// removals one RemoveImages call, run in the order of the file (so a case can add an
+// entry and take it back).
 //
-// A successful case also checks that a second run changes nothing (and does not write),
-// and that the edited kustomization builds and renders every image as FormatImage says.
+// A successful case also checks that running the last call again changes nothing (and
+// does not write), and that the edited kustomization builds and renders every image as
+// FormatImage says.
 func TestSetImagesGolden(t *testing.T) {
 	cases, err := os.ReadDir(goldenDir)
 	if err != nil {
@@ -72,9 +77,12 @@ func runGolden(t *testing.T, caseDir string) {
 		input, inputName = []byte(data), n
 	}
 
-	images, err := readChanges(filepath.Join(caseDir, "change.txt"))
-	if err == nil {
-		_, err = SetImages(dir, images)
+	batches, err := readChanges(filepath.Join(caseDir, "change.txt"))
+	for _, b := range batches {
+		if err != nil {
+			break
+		}
+		_, err = b.run(dir)
 	}
 	if errCase {
 		want := strings.TrimSpace(wantErr)
@@ -115,12 +123,12 @@ func runGolden(t *testing.T, caseDir string) {
 	if err := os.Chtimes(path, old, old); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := SetImages(dir, images)
+	changed, err := batches[len(batches)-1].run(dir)
 	if err != nil || changed {
-		t.Fatalf("second SetImages = %v, %v; want false, nil", changed, err)
+		t.Fatalf("the last edit again = %v, %v; want false, nil", changed, err)
 	}
 	if fi, err := os.Stat(path); err != nil || !fi.ModTime().Equal(old) {
-		t.Fatalf("second SetImages rewrote the file")
+		t.Fatalf("the last edit again rewrote the file")
 	}
 
 	checkRendered(t, root, dir)
@@ -178,27 +186,56 @@ func checkRendered(t *testing.T, root, dir string) {
 	}
 }
 
-// readChanges parses change.txt.
-func readChanges(path string) ([]types.Image, error) {
+// editBatch is one SetImages (set) or RemoveImages (remove) call of a golden case.
+type editBatch struct {
+	set    []types.Image
+	remove []string
+}
+
+func (b editBatch) run(dir string) (bool, error) {
+	if b.remove != nil {
+		return RemoveImages(dir, b.remove)
+	}
+	return SetImages(dir, b.set)
+}
+
+// readChanges parses change.txt into calls.
+func readChanges(path string) ([]editBatch, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []types.Image
+	var out []editBatch
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		if name, ok := strings.CutPrefix(line, "remove "); ok {
+			if len(out) == 0 || out[len(out)-1].remove == nil {
+				out = append(out, editBatch{remove: []string{}})
+			}
+			out[len(out)-1].remove = append(out[len(out)-1].remove, strings.TrimSpace(name))
+			continue
+		}
 		img, err := ParseImageArg(line)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, img)
+		if len(out) == 0 || out[len(out)-1].remove != nil {
+			out = append(out, editBatch{})
+		}
+		out[len(out)-1].set = append(out[len(out)-1].set, img)
 	}
-	return out, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, errors.New("change.txt has no change")
+	}
+	return out, nil
 }
 
 func readOptional(t *testing.T, path string) (string, bool) {
@@ -213,7 +250,7 @@ func readOptional(t *testing.T, path string) (string, bool) {
 	return string(data), true
 }
 
-func writeFiles(t *testing.T, root string, files map[string]string) {
+func writeFiles(t testing.TB, root string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(root, filepath.FromSlash(name))

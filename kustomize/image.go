@@ -27,6 +27,8 @@ const (
 var (
 	// tagRE is the OCI distribution spec's tag grammar.
 	tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	// tagSuffixRE is a tagSuffix: what follows a tag, so it may start with "." or "-".
+	tagSuffixRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,127}$`)
 	// pathComponentRE is one path component of a repository name (distribution reference grammar).
 	pathComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
 	// domainRE is a registry host with an optional port.
@@ -45,7 +47,8 @@ var (
 // (Keep) to keep the value the kustomization file already has.
 //
 // Fields left empty mean "remove" to SetImages: `web:1.2` applied to an entry that has a
-// newName or digest drops them, as `kustomize edit set image` does.
+// newName or digest drops them, as `kustomize edit set image` does. TagSuffix is always
+// left empty, so every form drops an entry's tagSuffix, as kustomize's edit does too.
 //
 // Validation: names must be valid lower-case repository references (an optional
 // registry host[:port], then path components), tags must match the OCI tag grammar
@@ -119,8 +122,10 @@ func ParseImageArg(s string) (types.Image, error) {
 }
 
 // ValidateImage checks an image change built in code rather than parsed with
-// ParseImageArg: Name must be a valid repository name, and NewName, NewTag and Digest
-// must each be empty (remove), "*" (Keep) or valid. Errors wrap ErrInvalidImage.
+// ParseImageArg: Name must be a valid repository name, and NewName, NewTag, Digest and
+// TagSuffix must each be empty (remove), "*" (Keep) or valid; a tag suffix is made of
+// the characters of a tag, [A-Za-z0-9._-], at most 127 of them. Errors wrap
+// ErrInvalidImage.
 func ValidateImage(img types.Image) error {
 	if err := checkName(img.Name); err != nil {
 		return fmt.Errorf("%w %s: name %s", ErrInvalidImage, quoteArg(img.Name), err)
@@ -128,8 +133,8 @@ func ValidateImage(img types.Image) error {
 	if err := validateParts(img); err != nil {
 		return fmt.Errorf("%w %s: %s", ErrInvalidImage, quoteArg(img.Name), err)
 	}
-	if img.TagSuffix != "" {
-		return fmt.Errorf("%w %s: tagSuffix is not supported by deliver", ErrInvalidImage, quoteArg(img.Name))
+	if img.TagSuffix != "" && img.TagSuffix != Keep && !tagSuffixRE.MatchString(img.TagSuffix) {
+		return fmt.Errorf("%w %s: tag suffix %s must match [A-Za-z0-9._-]{1,127}", ErrInvalidImage, quoteArg(img.Name), quoteArg(img.TagSuffix))
 	}
 	return nil
 }

@@ -127,6 +127,8 @@ func TestValidateImage(t *testing.T) {
 		{Name: "web"},
 		{Name: "web", NewName: "*", NewTag: "*", Digest: "*"},
 		{Name: "web", NewName: "reg:5000/x/web", NewTag: "1", Digest: digestA},
+		{Name: "web", NewTag: "1", TagSuffix: "-alpine"},
+		{Name: "web", TagSuffix: "*"},
 	}
 	for _, img := range valid {
 		if err := ValidateImage(img); err != nil {
@@ -143,7 +145,8 @@ func TestValidateImage(t *testing.T) {
 		{types.Image{Name: "web", NewName: "Reg/Web"}, "new name"},
 		{types.Image{Name: "web", Digest: "sha256:zz"}, "digest"},
 		{types.Image{Name: "web:1"}, "must not include a tag"},
-		{types.Image{Name: "web", TagSuffix: "-x"}, "tagSuffix"},
+		{types.Image{Name: "web", TagSuffix: "-x\nname: api"}, "tag suffix"},
+		{types.Image{Name: "web", TagSuffix: "@sha256"}, "tag suffix"},
 	}
 	for _, tt := range invalid {
 		err := ValidateImage(tt.img)

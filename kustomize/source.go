@@ -28,7 +28,7 @@ const (
 
 // managedKeys are the keys an image change sets or removes, in the order they are
 // written.
-func managedKeys() []string { return []string{keyNewName, keyNewTag, keyDigest} }
+func managedKeys() []string { return []string{keyNewName, keyNewTag, keyDigest, keyTagSuffix} }
 
 // source is a parsed kustomization file together with what is needed to splice its
 // bytes: where each line starts, the line break in use and the yaml.v3 nodes (whose

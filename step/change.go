@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/types"
@@ -77,7 +75,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	if req.force && req.trigger != ci.TriggerManual {
 		return out, usage(errors.New("--force overrides locks for manual runs only; an automated run never does"))
 	}
-	guard := &downgradeGuard{reg: reg, created: map[string]time.Time{}}
+	guard := r.newDowngradeGuard(reg, ap)
 	base := release.Record{
 		Action: req.action, Environment: req.envName, Trigger: string(req.trigger), Event: req.event,
 		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
@@ -91,6 +89,14 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		}
 	}
 	var landed editResult
+	// The server-side dry run of the edited overlay runs once per deploy, on the first attempt
+	// that has something to commit: only there, after the policy check, is the edit rendered.
+	// A lost race does not repeat it: the new tip differs by other pipelines' changes, which
+	// they checked, while who owns the fields this change sets is the cluster's state, not the
+	// tip's; and a cluster round trip on every attempt would widen the window in which the next
+	// push loses, under exactly the contention that makes attempts repeat. --timeout bounds
+	// it, as it bounds the apply (the run's context, not the push's).
+	preflight, runCtx := ap != nil, ctx
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
 		forced, err := r.checkPolicy(ctx, dir, req, guard)
 		if err != nil {
@@ -102,6 +108,12 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			return "", nil, err
 		}
 		landed = er
+		if preflight {
+			preflight = false
+			if err := ap.preflight(runCtx, dir, req.overlay, er.rendered); err != nil {
+				return "", nil, err
+			}
+		}
 		rec := base
 		rec.Images = er.changes
 		rec.Forced = forced
@@ -127,30 +139,22 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 
 func isRolloutFailure(err error) bool { return ExitCode(err) == ExitRollout }
 
-// revert undoes a change whose rollout failed: it restores the previous overrides, but only
-// while the overlay still holds the images this run set (a newer deploy that landed meanwhile
-// is left alone), applies and waits for the previous version, and returns the rollout error
-// explaining what happened.
+// revert undoes a change whose rollout failed: it sets every entry the run changed back to
+// its previous values and removes every entry the run added (a first deploy of an image),
+// but only while the overlay still holds the images this run set (a newer deploy that
+// landed meanwhile is left alone), applies and waits for the previous version, and returns
+// the rollout error explaining what happened. There is always something to revert to:
+// without the entry, the manifests' own image.
 func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Repo, ap *applier, req changeRequest, landed editResult, commit string, rolloutErr error, out *ci.Outcome) error {
 	r.rep.Warnf("the rollout failed; reverting the config repo to the previous images (--on-failure=revert)")
-	var prev []types.Image
-	for _, ch := range landed.changes {
-		p, ok := landed.previous[ch.Name]
-		if !ok {
-			r.rep.Warnf("%s had no override before this run; leaving it in place", ch.Name)
-			continue
-		}
-		prev = append(prev, p)
-	}
-	if len(prev) == 0 {
-		return fmt.Errorf("%w; nothing to revert to", rolloutErr)
-	}
+	restore, remove := revertPlan(landed)
 	errSuperseded := errors.New("superseded")
 	base := release.Record{
 		Action: release.ActionRevert, Environment: req.envName, Trigger: string(req.trigger), Event: req.event,
 		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: r.ci.Actor,
 		Reason: "rollout failed", Reverts: commit,
 	}
+	var reverted editResult
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
 		_, now, err := kustomize.ReadImages(overlayDir(dir, req.overlay))
 		if err != nil {
@@ -162,15 +166,19 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 		}
 		for _, ch := range landed.changes {
 			if current[ch.Name] != ch.To {
-				return "", nil, fmt.Errorf("%w: %s is now %s", errSuperseded, ch.Name, current[ch.Name])
+				return "", nil, fmt.Errorf("%w: %s is now %s", errSuperseded, ch.Name, orNone(current[ch.Name]))
 			}
 		}
-		er, err := setOverlayImages(dir, req.overlay, prev)
+		er, err := revertOverlayImages(dir, req.overlay, restore, remove)
+		reverted = er
 		if err != nil || len(er.changes) == 0 {
 			return "", nil, err
 		}
 		rec := base
 		rec.Images = er.changes
+		for _, ch := range er.changes {
+			r.rep.Logf("%s: %s -> %s", ch.Name, ch.From, ch.To)
+		}
 		return rec.Message(), []string{er.path}, nil
 	})
 	if errors.Is(err, errSuperseded) {
@@ -180,23 +188,58 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	if err != nil {
 		return fmt.Errorf("%w; reverting failed too: %v", rolloutErr, err)
 	}
-	out.Changed, out.CommitSHA = true, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
-	var names []string
-	for _, p := range prev {
-		names = append(names, p.Name+"="+kustomize.FormatImage(p))
+	what := revertSummary(restore, remove)
+	if res.Changed {
+		out.Changed, out.CommitSHA = true, res.Commit.String()
+		out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+		what += " (config commit " + short(out.CommitSHA) + ")"
+	} else {
+		what += " (the config repo already held it: nothing to commit)"
 	}
-	if err := ap.run(ctx, repo.Dir(), req.overlay, nil, out); err != nil {
-		return fmt.Errorf("%w; reverted the config repo to %s (commit %s), but the previous version did not become ready either: %v",
-			rolloutErr, strings.Join(names, ", "), short(out.CommitSHA), err)
+	if err := ap.run(ctx, repo.Dir(), req.overlay, reverted.rendered, out); err != nil {
+		return fmt.Errorf("%w; %s, but the previous version did not become ready either: %v", rolloutErr, what, err)
 	}
 	out.Rollout = "reverted"
-	return fmt.Errorf("%w; reverted to %s (config commit %s) and it is running again", rolloutErr, strings.Join(names, ", "), short(out.CommitSHA))
+	return fmt.Errorf("%w; %s, and the previous version is running again", rolloutErr, what)
+}
+
+// revertPlan splits the changes a run landed into the entries to set back to their
+// previous values and the names of the entries the run added, which go.
+func revertPlan(landed editResult) (restore []types.Image, remove []string) {
+	for _, ch := range landed.changes {
+		if p, ok := landed.previous[ch.Name]; ok {
+			restore = append(restore, p)
+		} else {
+			remove = append(remove, ch.Name)
+		}
+	}
+	return restore, remove
+}
+
+// revertSummary says what a revert did: "reverted to web=reg/web:1.0", "reverted: removed
+// the override of api that this run added", or both.
+func revertSummary(restore []types.Image, remove []string) string {
+	var parts []string
+	if len(restore) > 0 {
+		refs := make([]string, 0, len(restore))
+		for _, p := range restore {
+			refs = append(refs, p.Name+"="+kustomize.FormatImage(p))
+		}
+		parts = append(parts, "reverted to "+strings.Join(refs, ", "))
+	}
+	if len(remove) > 0 {
+		msg := "removed the override of " + strings.Join(remove, ", ") + " that this run added"
+		if len(parts) == 0 {
+			msg = "reverted: " + msg
+		}
+		parts = append(parts, msg)
+	}
+	return strings.Join(parts, " and ")
 }
 
 // checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
 // reports whether a lock was overridden.
-func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *downgradeGuard) (forced bool, err error) {
+func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *policy.DowngradeGuard) (forced bool, err error) {
 	pol, err := policy.Load(dir)
 	if err != nil {
 		return false, usage(err)
@@ -218,83 +261,9 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		forced = true
 	}
 	if req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
-		if err := guard.check(ctx, overlayDir(dir, req.overlay), req.images); err != nil {
+		if err := checkDowngrade(ctx, guard, overlayDir(dir, req.overlay), req.images); err != nil {
 			return false, err
 		}
 	}
 	return forced, nil
-}
-
-// downgradeGuard refuses to replace a running image with an older build. "Older" is decided by
-// the creation time recorded in each image's config; when either image records none, by the
-// semantic-version order of the tags; when neither tells, the change is allowed.
-type downgradeGuard struct {
-	reg     *registry.Client
-	mu      sync.Mutex
-	created map[string]time.Time // by image reference, cached across attempts
-}
-
-func (g *downgradeGuard) createdAt(ctx context.Context, ref string) (time.Time, error) {
-	g.mu.Lock()
-	t, ok := g.created[ref]
-	g.mu.Unlock()
-	if ok {
-		return t, nil
-	}
-	t, err := g.reg.Created(ctx, ref)
-	if err != nil {
-		return time.Time{}, err
-	}
-	g.mu.Lock()
-	g.created[ref] = t
-	g.mu.Unlock()
-	return t, nil
-}
-
-func (g *downgradeGuard) check(ctx context.Context, dir string, images []types.Image) error {
-	_, current, err := kustomize.ReadImages(dir)
-	if err != nil {
-		return err
-	}
-	now := map[string]types.Image{}
-	for _, img := range current {
-		now[img.Name] = img
-	}
-	for _, img := range images {
-		old, ok := now[img.Name]
-		if !ok || (old.NewTag == "" && old.Digest == "") {
-			continue
-		}
-		oldRef, newRef := kustomize.FormatImage(old), kustomize.FormatImage(img)
-		if oldRef == newRef {
-			continue
-		}
-		older, how, err := g.older(ctx, oldRef, newRef, old.NewTag, img.NewTag)
-		if err != nil {
-			return err
-		}
-		if older {
-			return fmt.Errorf("%w: %s: %s is older than the %s running now (%s); automated runs never downgrade (%s: environments.<env>.downgrade: allow permits it); roll back in a manual run",
-				errPolicy, img.Name, newRef, oldRef, how, policy.FileName)
-		}
-	}
-	return nil
-}
-
-// older reports whether newRef is an older build than oldRef, and how it was decided.
-func (g *downgradeGuard) older(ctx context.Context, oldRef, newRef, oldTag, newTag string) (bool, string, error) {
-	newT, err := g.createdAt(ctx, newRef)
-	if err != nil {
-		return false, "", err
-	}
-	// The running image may be gone from its registry, or its registry unreachable: that
-	// must not block shipping a new build, so its age is then unknown.
-	oldT, _ := g.createdAt(ctx, oldRef)
-	if !newT.IsZero() && !oldT.IsZero() {
-		return newT.Before(oldT), fmt.Sprintf("built %s, against %s", newT.UTC().Format(time.RFC3339), oldT.UTC().Format(time.RFC3339)), nil
-	}
-	if cmp, ok := compareSemver(newTag, oldTag); ok {
-		return cmp < 0, fmt.Sprintf("tag %s sorts before %s", newTag, oldTag), nil
-	}
-	return false, "", nil
 }

@@ -2,6 +2,7 @@ package step
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,6 +44,10 @@ func (r *runner) deployCommand() *cli.Command {
 type imageSpec struct {
 	image types.Image // Name, NewName, NewTag, Digest as asked
 	ref   string      // the reference to verify: repository[:tag][@digest]
+	// recorded marks a reference deliver verified and recorded earlier (promote's source,
+	// rollback's previous release): it names the build that ran, so a tag moved or deleted
+	// since is warned about, not refused.
+	recorded bool
 }
 
 // parseImageSpecs parses --image values for commands that set concrete images.
@@ -80,6 +85,15 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 	out := make([]types.Image, 0, len(specs))
 	for _, s := range specs {
 		res, err := reg.Resolve(ctx, s.ref)
+		var moved *registry.TagMismatchError
+		if s.recorded && errors.As(err, &moved) {
+			now := "no longer exists"
+			if moved.TagDigest != "" {
+				now = "now points at " + moved.TagDigest
+			}
+			r.rep.Warnf("%s: tag %s of %s %s; keeping the recorded digest %s, the build that ran", s.image.Name, moved.Tag, moved.Repository, now, moved.Digest)
+			res, err = registry.Resolved{Digest: moved.Digest}, nil
+		}
 		if err != nil {
 			end(err)
 			return nil, err
@@ -88,7 +102,11 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 		if pin {
 			img.Digest = res.Digest
 		}
-		r.rep.Logf("%s: %s -> %s", img.Name, s.ref, res.Digest)
+		if res.TagDigest != "" && res.TagDigest != res.Digest {
+			r.rep.Logf("%s: %s -> %s (one platform's image of the index %s that tag %s points at)", img.Name, s.ref, res.Digest, res.TagDigest, res.Tag)
+		} else {
+			r.rep.Logf("%s: %s -> %s", img.Name, s.ref, res.Digest)
+		}
 		out = append(out, img)
 	}
 	end(nil)
@@ -98,7 +116,11 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 // deploy is `deliver deploy`.
 func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
-	out := ci.Outcome{Command: "deploy", Environment: envName, URL: c.String(flagEnvURL)}
+	out := ci.Outcome{Command: "deploy", Environment: envName}
+	var err error
+	if out.URL, err = envURL(c); err != nil {
+		return out, err
+	}
 	if c.NArg() > 0 {
 		return out, usage(fmt.Errorf("deploy takes no arguments (got %q); images go in --%s", c.Args().First(), flagImage))
 	}

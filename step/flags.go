@@ -4,11 +4,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 
@@ -78,9 +82,9 @@ func env(name string) []string {
 func configRepoFlags() []cli.Flag {
 	const cat = "Config repo"
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagConfigRepo, Category: cat, EnvVars: env(flagConfigRepo), Usage: "URL of the GitOps config repo (https://... or git@host:path)"},
+		&cli.StringFlag{Name: flagConfigRepo, Category: cat, EnvVars: env(flagConfigRepo), Usage: "URL of the GitOps config repo: https://, http://, ssh:// or user@host:path (no local paths)"},
 		&cli.StringFlag{Name: flagBranch, Category: cat, EnvVars: env(flagBranch), Value: "main", Usage: "branch of the config repo to update"},
-		&cli.StringFlag{Name: flagPathTemplate, Category: cat, EnvVars: env(flagPathTemplate), Value: "overlays/{env}", Usage: "overlay directory of an environment in the config repo; {env} is replaced by the environment name"},
+		&cli.StringFlag{Name: flagPathTemplate, Category: cat, EnvVars: env(flagPathTemplate), Value: "overlays/{env}", Usage: "overlay directory of an environment in the config repo; must hold {env}, which is replaced by the environment name"},
 		&cli.StringFlag{Name: flagGitUsername, Category: cat, EnvVars: env(flagGitUsername), Usage: "username for HTTPS (default x-access-token, which GitHub and GitLab tokens accept)"},
 		&cli.StringFlag{Name: flagGitToken, Category: cat, EnvVars: env(flagGitToken), Usage: "token or password for HTTPS (GitLab project/deploy token, GitHub App or fine-grained token)"},
 		&cli.StringFlag{Name: flagSSHKey, Category: cat, EnvVars: env(flagSSHKey), Usage: "SSH private key (PEM content) for ssh:// or git@ URLs (a deploy key)"},
@@ -143,8 +147,13 @@ func validateEnvName(name string) error {
 	return nil
 }
 
-// overlayPath renders --path-template for env and checks it stays a relative path inside the repo.
+// overlayPath renders --path-template for env and checks it stays a relative path inside the
+// repo. The template must hold {env}: without it every environment would edit, and apply, the
+// same overlay while policy and the commit's record name the one asked for.
 func overlayPath(template, envName string) (string, error) {
+	if !strings.Contains(template, "{env}") {
+		return "", fmt.Errorf("--%s %q: has no {env}, so every environment would use the same overlay (e.g. overlays/{env})", flagPathTemplate, template)
+	}
 	p := strings.ReplaceAll(template, "{env}", envName)
 	if p == "" || strings.ContainsAny(p, "\x00\n\r") {
 		return "", fmt.Errorf("--%s %q: not a usable path", flagPathTemplate, template)
@@ -154,6 +163,74 @@ func overlayPath(template, envName string) (string, error) {
 		return "", fmt.Errorf("--%s %q: the overlay path %q must stay inside the config repo", flagPathTemplate, template, p)
 	}
 	return clean, nil
+}
+
+// scpLike is the scp-like form of an SSH URL git accepts, user@host:path (host a name or an
+// IPv4 address; the path not starting with another ':', as git's ext:: transport does).
+var scpLike = regexp.MustCompile(`^[^@/:\s]+@[A-Za-z0-9.-]+:[^:]`)
+
+// validateRepoURL accepts the config repo URLs deliver supports: https://, http:// and ssh://
+// with a host, and scp-like user@host:path. Anything else is refused before it is used: other
+// transports (ext::, which runs a command, git://, which is neither authenticated nor
+// encrypted, file://) and local paths (which go-git would serve by running git-upload-pack on
+// this machine). The message names the scheme, never the whole URL (it may hold a password).
+func validateRepoURL(raw string) error {
+	scheme, _, hasScheme := strings.Cut(raw, "://")
+	if t := strings.Index(raw, "::"); t >= 0 && (!hasScheme || t < len(scheme)) {
+		return fmt.Errorf("--%s: unsupported transport %s::; use https://, http://, ssh:// or user@host:path", flagConfigRepo, raw[:t])
+	}
+	if hasScheme {
+		switch strings.ToLower(scheme) {
+		case "https", "http", "ssh":
+		default:
+			return fmt.Errorf("--%s: unsupported scheme %s://; use https://, http://, ssh:// or user@host:path", flagConfigRepo, scheme)
+		}
+	}
+	if i := strings.IndexFunc(raw, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }); i >= 0 {
+		return fmt.Errorf("--%s: the URL holds a space or control character (%q at byte %d)", flagConfigRepo, raw[i:i+1], i)
+	}
+	switch {
+	case hasScheme:
+		if u, err := url.Parse(raw); err != nil || u.Host == "" {
+			return fmt.Errorf("--%s: not a usable %s:// URL (want %s://host/path)", flagConfigRepo, scheme, strings.ToLower(scheme))
+		}
+		return nil
+	case scpLike.MatchString(raw):
+		return nil
+	case strings.Contains(raw, "@"): // perhaps user:password@...: not repeated
+		return fmt.Errorf("--%s: not an https://, http://, ssh:// or user@host:path URL", flagConfigRepo)
+	}
+	return fmt.Errorf("--%s %q: not an https://, http://, ssh:// or user@host:path URL (local paths are not supported)", flagConfigRepo, raw)
+}
+
+// validateBranch refuses --branch values git refuses as branch names (git check-ref-format
+// --branch: "..", spaces, control characters, ~ ^ : ? * [ \, "@{", a leading "-", a part
+// starting with "." or ending in ".lock", ...), before anything is contacted.
+func validateBranch(name string) error {
+	if name == "" {
+		return fmt.Errorf("--%s: no branch given", flagBranch)
+	}
+	if err := plumbing.NewBranchReferenceName(name).Validate(); err != nil || strings.HasPrefix(name, "-") {
+		return fmt.Errorf("--%s %q: not a valid git branch name (git refuses \"..\", spaces, control characters, ~ ^ : ? * [ \\, \"@{\", a leading \"-\", a part starting with \".\" or ending in \".lock\")", flagBranch, name)
+	}
+	return nil
+}
+
+// envURL reads --env-url: empty, or an absolute http(s) URL. It goes to the CI outputs and the
+// dotenv report, one line each, so a control character (a newline) is refused up front, not
+// after the push.
+func envURL(c *cli.Context) (string, error) {
+	v := c.String(flagEnvURL)
+	if v == "" {
+		return "", nil
+	}
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		return "", usage(fmt.Errorf("--%s %q: holds a control character at byte %d", flagEnvURL, v, i))
+	}
+	if u, err := url.Parse(v); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return "", usage(fmt.Errorf("--%s %q: want an absolute http:// or https:// URL", flagEnvURL, v))
+	}
+	return v, nil
 }
 
 // gitAuth reads the config-repo credentials and registers them as secrets.
@@ -195,6 +272,12 @@ func (r *runner) gitAuth(c *cli.Context) (configrepo.Auth, error) {
 func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
 	if c.String(flagConfigRepo) == "" {
 		return configrepo.Options{}, usage(fmt.Errorf("--%s (or DELIVER_CONFIG_REPO) is required", flagConfigRepo))
+	}
+	if err := validateRepoURL(c.String(flagConfigRepo)); err != nil {
+		return configrepo.Options{}, usage(err)
+	}
+	if err := validateBranch(c.String(flagBranch)); err != nil {
+		return configrepo.Options{}, usage(err)
 	}
 	if c.Int(flagPushAttempts) < 1 {
 		return configrepo.Options{}, usage(fmt.Errorf("--%s must be at least 1", flagPushAttempts))

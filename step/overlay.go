@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"sigs.k8s.io/kustomize/api/resmap"
@@ -48,14 +47,47 @@ func overlayDir(root, overlay string) string {
 	return filepath.Join(root, filepath.FromSlash(overlay))
 }
 
-// setOverlayImages edits the overlay at root/overlay, proves it still renders and returns
-// what changed (nothing when the overlay already held the images).
+// setOverlayImages edits the overlay at root/overlay, proves it still renders and that
+// every image it set is what the objects run, and returns what changed (nothing when the
+// overlay already held the images). An image that no object uses, or that the objects end
+// up running under another reference, is refused as bad input before anything is pushed.
 func setOverlayImages(root, overlay string, images []types.Image) (editResult, error) {
-	res, err := setOverlayImagesIn(root, overlay, images)
+	names := make([]string, 0, len(images))
+	for _, img := range images {
+		names = append(names, img.Name)
+	}
+	res, err := editOverlay(root, overlay, names, true, func(dir string) (bool, error) {
+		return kustomize.SetImages(dir, images)
+	})
 	return res, inRepo(root, err)
 }
 
-func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult, error) {
+// revertOverlayImages undoes an edit: it sets the entries in restore back to those exact
+// values (tagSuffix included) and removes the entries named in remove, which the edit
+// added. The result is what the overlay held before, so it is not held to the check
+// setOverlayImages makes.
+func revertOverlayImages(root, overlay string, restore []types.Image, remove []string) (editResult, error) {
+	var names []string
+	for _, img := range restore {
+		names = append(names, img.Name)
+	}
+	names = append(names, remove...)
+	res, err := editOverlay(root, overlay, names, false, func(dir string) (bool, error) {
+		set, err := kustomize.SetImages(dir, restore)
+		if err != nil {
+			return false, err
+		}
+		removed, err := kustomize.RemoveImages(dir, remove)
+		return set || removed, err
+	})
+	return res, inRepo(root, err)
+}
+
+// editOverlay runs edit on the overlay's directory, renders the result (checking, with
+// check, that the named images render as their entries say) and lists the changes to the
+// named images, in the order of names. An entry that is gone is listed with To the bare
+// name: the reference the manifests give the image themselves.
+func editOverlay(root, overlay string, names []string, check bool, edit func(dir string) (bool, error)) (editResult, error) {
 	dir, err := confinedOverlay(root, overlay)
 	if err != nil {
 		return editResult{}, err
@@ -68,7 +100,7 @@ func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult,
 	for _, img := range before {
 		prev[img.Name] = img
 	}
-	changed, err := kustomize.SetImages(dir, images)
+	changed, err := edit(dir)
 	if err != nil {
 		return editResult{}, err
 	}
@@ -85,35 +117,33 @@ func setOverlayImagesIn(root, overlay string, images []types.Image) (editResult,
 		// The repo's content is at fault, not deliver or a server: bad input.
 		return editResult{}, usage(fmt.Errorf("the edited overlay no longer renders: %w", err))
 	}
+	if check {
+		if err := kustomize.CheckRendered(root, overlay, rendered, names); err != nil {
+			return editResult{}, usage(err)
+		}
+	}
 	res.rendered = rendered
 	_, after, err := kustomize.ReadImages(dir)
 	if err != nil {
 		return editResult{}, err
 	}
+	now := map[string]types.Image{}
 	for _, img := range after {
-		p, had := prev[img.Name]
-		from := ""
-		if had {
-			from = kustomize.FormatImage(p)
-			if from == kustomize.FormatImage(img) {
-				continue
-			}
-		}
-		res.changes = append(res.changes, release.ImageChange{Name: img.Name, From: from, To: kustomize.FormatImage(img)})
+		now[img.Name] = img
 	}
-	sort.SliceStable(res.changes, func(i, j int) bool {
-		return indexOf(images, res.changes[i].Name) < indexOf(images, res.changes[j].Name)
-	})
+	for _, name := range names {
+		img, has := now[name]
+		p, had := prev[name]
+		switch {
+		case has && !had:
+			res.changes = append(res.changes, release.ImageChange{Name: name, To: kustomize.FormatImage(img)})
+		case has && kustomize.FormatImage(p) != kustomize.FormatImage(img):
+			res.changes = append(res.changes, release.ImageChange{Name: name, From: kustomize.FormatImage(p), To: kustomize.FormatImage(img)})
+		case !has && had:
+			res.changes = append(res.changes, release.ImageChange{Name: name, From: kustomize.FormatImage(p), To: kustomize.FormatImage(types.Image{Name: name})})
+		}
+	}
 	return res, nil
-}
-
-func indexOf(images []types.Image, name string) int {
-	for i, img := range images {
-		if img.Name == name {
-			return i
-		}
-	}
-	return len(images)
 }
 
 // checkOverlay gives a clear error when the environment has no overlay in the repo.

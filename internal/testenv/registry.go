@@ -18,9 +18,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Registry is an in-memory OCI distribution registry on 127.0.0.1
@@ -230,6 +232,65 @@ func (r *Registry) PushImage(repo string, img v1.Image, tags ...string) (digest 
 		}
 	}
 	return d.String(), nil
+}
+
+// PlatformImage is one image of a RandomIndex: its platform ("os/arch[/variant]") and the
+// creation time its config records.
+type PlatformImage struct {
+	Platform string
+	Created  time.Time
+}
+
+// RandomIndex returns a multi-platform image, an OCI index listing one RandomImage per entry of
+// images, in that order.
+func RandomIndex(images ...PlatformImage) (v1.ImageIndex, error) {
+	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, pi := range images {
+		img, err := RandomImage(pi.Created)
+		if err != nil {
+			return nil, err
+		}
+		pl, err := v1.ParsePlatform(pi.Platform)
+		if err != nil {
+			return nil, fmt.Errorf("generating random index: platform %q: %w", pi.Platform, err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: pl}})
+	}
+	return idx, nil
+}
+
+// PushIndex pushes idx, with the images it lists, to repo under every tag (at least one) and
+// returns its digest ("sha256:...") and the digests of the manifests it lists, in its order.
+func (r *Registry) PushIndex(repo string, idx v1.ImageIndex, tags ...string) (digest string, manifests []string, err error) {
+	if len(tags) == 0 {
+		return "", nil, fmt.Errorf("pushing index to %s: no tag given", repo)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return "", nil, fmt.Errorf("pushing index to %s: computing digest: %w", repo, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "", nil, fmt.Errorf("pushing index to %s: reading its manifest: %w", repo, err)
+	}
+	for _, m := range im.Manifests {
+		manifests = append(manifests, m.Digest.String())
+	}
+	for i, t := range tags {
+		ref, err := name.NewTag(r.Ref(repo, t))
+		if err != nil {
+			return "", nil, fmt.Errorf("pushing index to %s: %w", repo, err)
+		}
+		if i == 0 {
+			err = remote.WriteIndex(ref, idx, r.RemoteOptions()...)
+		} else {
+			err = remote.Tag(ref, idx, r.RemoteOptions()...)
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("pushing index to %s: %w", ref, err)
+		}
+	}
+	return d.String(), manifests, nil
 }
 
 func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {

@@ -22,12 +22,17 @@
 //
 // A missing file means no rules: automation allowed, downgrades denied to automation, no locks.
 // A file that does not parse, or holds unknown keys or values, is an error, never "no policy".
+//
+// The rule "downgrade: deny" is enforced by DowngradeGuard, which orders builds by their
+// creation times and tags by CompareVersions; it reads creation times through a function the
+// command passes, so this package talks to no registry.
 package policy
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,7 +101,9 @@ func Parse(data []byte) (*Policy, error) {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
+	if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+		return &p, nil // only comments
+	} else if err != nil {
 		return nil, fmt.Errorf("%w %s: %v", ErrInvalid, FileName, err)
 	}
 	var extra yaml.Node
@@ -156,108 +163,6 @@ func (l Lock) Describe() string {
 		fmt.Fprintf(&b, " (%s)", l.Reason)
 	}
 	return b.String()
-}
-
-// SetLock adds (or replaces) a lock in the policy file of the repo at root, keeping the rest of
-// the file, comments included, and reports whether the file changed.
-func SetLock(root string, l Lock) (bool, error) {
-	return editLocks(root, func(locks []Lock) ([]Lock, bool) {
-		for i, old := range locks {
-			if old.Environment == l.Environment && old.Image == l.Image {
-				if old.Reason == l.Reason && old.By == l.By {
-					return locks, false
-				}
-				locks[i] = l
-				return locks, true
-			}
-		}
-		return append(locks, l), true
-	})
-}
-
-// RemoveLock removes the lock on image in env; it reports false when there was none.
-func RemoveLock(root, env, image string) (bool, error) {
-	return editLocks(root, func(locks []Lock) ([]Lock, bool) {
-		out := locks[:0]
-		removed := false
-		for _, l := range locks {
-			if l.Environment == env && l.Image == image {
-				removed = true
-				continue
-			}
-			out = append(out, l)
-		}
-		return out, removed
-	})
-}
-
-// editLocks rewrites the locks: sequence of the file through a yaml.v3 node tree, so comments
-// and the environments: section survive.
-func editLocks(root string, edit func([]Lock) ([]Lock, bool)) (bool, error) {
-	path := filepath.Join(root, FileName)
-	data, err := readLimited(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("%w %s: %v", ErrInvalid, FileName, err)
-	}
-	p, err := Parse(data)
-	if err != nil {
-		return false, err
-	}
-	locks, changed := edit(append([]Lock(nil), p.Locks...))
-	if !changed {
-		return false, nil
-	}
-	var doc yaml.Node
-	if len(bytes.TrimSpace(data)) > 0 {
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			return false, fmt.Errorf("%w %s: %v", ErrInvalid, FileName, err)
-		}
-	}
-	if doc.Kind == 0 {
-		doc = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}, HeadComment: "deliver policy: see https://github.com/deliverhq/deliver#policy"}
-	}
-	top := doc.Content[0]
-	if top.Kind != yaml.MappingNode {
-		return false, fmt.Errorf("%w %s: the top level must be a mapping", ErrInvalid, FileName)
-	}
-	var seq yaml.Node
-	if len(locks) > 0 {
-		if err := seq.Encode(locks); err != nil {
-			return false, fmt.Errorf("encoding locks: %w", err)
-		}
-	}
-	found := false
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		if top.Content[i].Value == "locks" {
-			found = true
-			if len(locks) == 0 {
-				top.Content = append(top.Content[:i], top.Content[i+2:]...)
-			} else {
-				seq.HeadComment, seq.LineComment = top.Content[i+1].HeadComment, top.Content[i+1].LineComment
-				top.Content[i+1] = &seq
-			}
-			break
-		}
-	}
-	if !found && len(locks) > 0 {
-		top.Content = append(top.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: "locks"}, &seq)
-	}
-	var out bytes.Buffer
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return false, fmt.Errorf("encoding %s: %w", FileName, err)
-	}
-	if err := enc.Close(); err != nil {
-		return false, fmt.Errorf("encoding %s: %w", FileName, err)
-	}
-	if _, err := Parse(out.Bytes()); err != nil {
-		return false, fmt.Errorf("internal error: rewritten %s does not parse: %w", FileName, err)
-	}
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-		return false, fmt.Errorf("writing %s: %w", FileName, err)
-	}
-	return true, nil
 }
 
 func readLimited(path string) ([]byte, error) {

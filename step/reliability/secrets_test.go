@@ -3,9 +3,12 @@ package reliability_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
 	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
@@ -28,6 +32,9 @@ type sentinels struct {
 	sshKey                         string
 	kubeToken                      string
 	urlPassword                    string
+	// echoToken is a git token with characters URLs escape, for the cases where a server
+	// echoes the Authorization header: its percent-encoded forms differ from it.
+	echoToken string
 }
 
 func randomHex(t *testing.T, n int) string {
@@ -51,16 +58,33 @@ func newSentinels(t *testing.T) sentinels {
 			"\n-----END OPENSSH PRIVATE KEY-----\n",
 		kubeToken:   "SNTLkube" + randomHex(t, 12),
 		urlPassword: "SNTLurl" + randomHex(t, 12),
+		echoToken:   "SNTLecho/+=%" + randomHex(t, 12) + "?&:@",
 	}
 }
 
-// values are the strings that must not appear: every secret, and every line of the key.
+// values are the strings that must not appear: every secret, every line of the key, and every
+// encoding of a secret a client sends or a URL holds: the base64 (standard and URL-safe, padded
+// and not) of user:secret as Basic auth sends it, for the git user, the default x-access-token
+// and the registry user, of :secret and secret:, and its percent-encoded forms.
 func (s sentinels) values() []string {
-	v := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword}
+	raw := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword, s.echoToken}
+	v := append([]string(nil), raw...)
 	for _, l := range strings.Split(s.sshKey, "\n") {
 		if strings.HasPrefix(l, "SNTL") {
 			v = append(v, l)
 		}
+	}
+	for _, secret := range raw {
+		pairs := []string{":" + secret, secret + ":"}
+		for _, user := range []string{s.gitUser, "x-access-token", s.regUser} {
+			pairs = append(pairs, user+":"+secret)
+		}
+		for _, p := range pairs {
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+				v = append(v, enc.EncodeToString([]byte(p)))
+			}
+		}
+		v = append(v, url.QueryEscape(secret), url.PathEscape(secret), url.User(secret).String(), strings.TrimPrefix(url.UserPassword("", secret).String(), ":"))
 	}
 	return v
 }
@@ -148,8 +172,9 @@ func TestSecretsNeverShown(t *testing.T) {
 
 			// creds are the secrets as this reporter's run passes them: plain as flags, github
 			// with the token in the URL's user-info, gitlab as DELIVER_* variables.
-			type creds struct{ token, regPassword, kubeconfig string }
-			ok := creds{sn.gitToken, sn.regPassword, good}
+			// user is the git username ("": deliver's default); repoURL the config repo's URL.
+			type creds struct{ token, regPassword, kubeconfig, user, repoURL string }
+			ok := creds{sn.gitToken, sn.regPassword, good, sn.gitUser, s.URL}
 			// has lists which secret flags each command defines.
 			has := func(cmd, what string) bool {
 				switch cmd {
@@ -169,7 +194,10 @@ func TestSecretsNeverShown(t *testing.T) {
 				switch reporter {
 				case "plain":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", s.URL, "--git-username", sn.gitUser, "--git-token", c.token, "--ssh-key", sn.sshKey)
+						argv = append(argv, "--config-repo", c.repoURL, "--git-token", c.token, "--ssh-key", sn.sshKey)
+						if c.user != "" {
+							argv = append(argv, "--git-username", c.user)
+						}
 					}
 					if has(name, "registry") {
 						argv = append(argv, "--registry-username", sn.regUser, "--registry-password", c.regPassword)
@@ -182,7 +210,7 @@ func TestSecretsNeverShown(t *testing.T) {
 					}
 				case "github":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", strings.Replace(s.URL, "http://", "http://"+sn.gitUser+":"+c.token+"@", 1))
+						argv = append(argv, "--config-repo", strings.Replace(c.repoURL, "http://", "http://"+url.UserPassword(c.user, c.token).String()+"@", 1))
 					}
 					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser)
 					if has(name, "registry") {
@@ -190,7 +218,7 @@ func TestSecretsNeverShown(t *testing.T) {
 					}
 					env = append(env, "DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				case "gitlab":
-					env = append(env, "DELIVER_CONFIG_REPO="+s.URL, "DELIVER_GIT_USERNAME="+sn.gitUser, "DELIVER_GIT_TOKEN="+c.token,
+					env = append(env, "DELIVER_CONFIG_REPO="+c.repoURL, "DELIVER_GIT_USERNAME="+c.user, "DELIVER_GIT_TOKEN="+c.token,
 						"DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser, "DELIVER_REGISTRY_PASSWORD="+c.regPassword,
 						"DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				}
@@ -222,7 +250,8 @@ func TestSecretsNeverShown(t *testing.T) {
 				if reporter == "github" {
 					for _, v := range []string{c.token, c.regPassword, sn.kubeToken} {
 						if has(cmd[0], "git") && v == c.token || has(cmd[0], "registry") && v == c.regPassword || has(cmd[0], "cluster") && v == sn.kubeToken {
-							if !strings.Contains(r.stderr, "::add-mask::"+v) {
+							// The runner unescapes a command's data: % is sent as %25.
+							if !strings.Contains(r.stderr, "::add-mask::"+strings.ReplaceAll(v, "%", "%25")) {
 								t.Errorf("GitHub mode: no ::add-mask:: for the %s... secret the command was given", v[:8])
 							}
 						}
@@ -288,6 +317,64 @@ func TestSecretsNeverShown(t *testing.T) {
 					r := runCase(t, []int{step.ExitAuth}, wrong, cmd...)
 					if !strings.Contains(r.stderr, "registry refused the credentials") {
 						t.Errorf("%s: the error does not say the registry refused the credentials:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+			t.Run("server echoes the Authorization header", func(t *testing.T) {
+				// A misconfigured proxy or debug endpoint in front of the git server or the
+				// registry answers with the request head, Basic credentials included: the
+				// error deliver prints holds them, encoded.
+				gitHost := strings.TrimPrefix(s.URL, "http://")
+				gitHost = gitHost[:strings.IndexByte(gitHost, '/')]
+				gp := faultproxy.New(t, gitHost)
+				gp.HTTPStatusBody(http.StatusUnauthorized, faultproxy.EchoHead)
+				rp := faultproxy.New(t, s.Reg.Host)
+				echo := ok
+				echo.token = sn.echoToken
+				echo.repoURL = strings.Replace(s.URL, gitHost, gp.Addr, 1)
+				defaultUser := echo
+				defaultUser.user = ""
+				viaProxy := "web=" + rp.Addr + "/team/web:1.3.0"
+				for _, tc := range []struct {
+					name string
+					c    creds
+					cmd  []string
+					// regMatch, when set, makes the registry proxy answer with regStatus and the
+					// request head from the first request holding it on (the registry's
+					// challenge and anything before pass).
+					regMatch  string
+					regStatus int
+					wantCode  int
+					// echoed: the echo is in deliver's error (masked); else deliver does not
+					// print the body (a 401 from the registry, a HEAD).
+					echoed bool
+				}{
+					{name: "git, named user", c: echo, cmd: []string{"deploy", "--env", "staging", "--image", image("1.2.0")}, wantCode: step.ExitAuth, echoed: true},
+					{name: "git, default user", c: defaultUser, cmd: []string{"deploy", "--env", "staging", "--image", image("1.2.0")}, wantCode: step.ExitAuth, echoed: true},
+					{name: "git, lock", c: echo, cmd: []string{"lock", "--env", "staging", "--image", "web"}, wantCode: step.ExitAuth, echoed: true},
+					{name: "git, history", c: defaultUser, cmd: []string{"history", "--env", "staging"}, wantCode: step.ExitAuth, echoed: true},
+					{name: "registry 401 to the image check", c: ok, cmd: []string{"deploy", "--env", "staging", "--image", viaProxy},
+						regMatch: "Authorization: Basic ", regStatus: http.StatusUnauthorized, wantCode: step.ExitAuth},
+					// The downgrade guard of an automated deploy reads the image's config
+					// (GET), after the image check (HEAD) passed.
+					{name: "registry 400 to the downgrade guard", c: ok, cmd: []string{"deploy", "--env", "staging", "--image", viaProxy, "--trigger", "automated", "--no-apply"},
+						regMatch: "GET /v2/team/web/manifests/", regStatus: http.StatusBadRequest, wantCode: step.ExitRegistry, echoed: true},
+				} {
+					rp.Pass()
+					if tc.regMatch != "" {
+						status := tc.regStatus
+						rp.OnMatch(faultproxy.Request, []byte(tc.regMatch), func() { rp.HTTPStatusBody(status, faultproxy.EchoHead) })
+					}
+					head := s.Head(t)
+					r := runCase(t, []int{tc.wantCode}, tc.c, tc.cmd...)
+					if tc.regMatch != "" && !rp.Matched() {
+						t.Errorf("%s: the registry never got the request to echo: the case proves nothing", tc.name)
+					}
+					if tc.echoed && !strings.Contains(r.stderr, "Authorization: Basic") {
+						t.Errorf("%s: the echoed request head is not in the output: the case proves nothing\n%s", tc.name, r.stderr)
+					}
+					if s.Head(t) != head {
+						t.Errorf("%s: the config repo moved", tc.name)
 					}
 				}
 			})
