@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -267,8 +270,10 @@ func TestPullRequestWaitMergedAppliesTheMerge(t *testing.T) {
 	cl := testenv.SharedCluster(t)
 	ns := uniqueNS("prwait")
 	gc := newGiteaConfig(t, prodApp(ns, ""))
-	// Merges need a passing check, which the test sets while deliver waits.
-	gc.protect(t, testenv.BranchProtection{EnableStatusCheck: true, StatusCheckContexts: []string{"ci/validate"}})
+	// Merges need a passing check, which the test sets while deliver waits; only the
+	// administrator may push to main (the test moves it under the pull request).
+	gc.protect(t, testenv.BranchProtection{EnablePush: true, EnablePushWhitelist: true, PushWhitelist: []string{testenv.GiteaAdmin},
+		EnableStatusCheck: true, StatusCheckContexts: []string{"ci/validate"}})
 	for _, img := range []string{"team/web", "team/api"} {
 		if _, err := gc.reg.PushRandomImage(img, "1.0.0"); err != nil {
 			t.Fatal(err)
@@ -283,24 +288,24 @@ func TestPullRequestWaitMergedAppliesTheMerge(t *testing.T) {
 			"--via", "pull-request", "--auto-merge", "--wait-merged", "--merge-timeout", "2m", "--merge-poll-interval", "200ms",
 			"--kubeconfig", cl.Kubeconfig, "--timeout", "90s"}, gc.args())...)
 	}()
-	// Once the pull request is open, the check passes; Gitea merges it by itself.
-	deadline := time.Now().Add(90 * time.Second)
-	var pr testenv.GiteaPull
-	for {
-		if open := gc.pulls(t, "open"); len(open) == 1 && open[0].Head.SHA != "" {
-			pr = open[0]
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no pull request opened")
-		}
-		time.Sleep(200 * time.Millisecond)
+	first := gc.waitPull(t, func(p testenv.GiteaPull) bool { return p.Head.SHA != "" })
+
+	// main moves under the pull request: deliver makes the change again on the new tip.
+	gc.commitToMain(t, "NOTES.md", "a change reviewed elsewhere\n")
+	moved := gc.waitPull(t, func(p testenv.GiteaPull) bool { return p.Number == first.Number && p.Head.SHA != first.Head.SHA })
+	if got := gc.file(t, moved.Head.SHA, "NOTES.md"); got != "a change reviewed elsewhere\n" {
+		t.Fatalf("the refreshed proposal is not on the new tip: NOTES.md = %q", got)
 	}
-	if err := gc.g.SetCommitStatus(context.Background(), gc.name, pr.Head.SHA, "ci/validate", "success"); err != nil {
+	if n := len(gc.pulls(t, "all")); n != 1 {
+		t.Fatalf("%d pull requests after the base moved, want the same one", n)
+	}
+
+	// The check passes; Gitea merges it by itself; deliver applies the merge.
+	if err := gc.g.SetCommitStatus(context.Background(), gc.name, moved.Head.SHA, "ci/validate", "success"); err != nil {
 		t.Fatal(err)
 	}
 	r := <-done
-	if r.code != 0 || !strings.Contains(r.stdout, "rollout=") {
+	if r.code != 0 || !strings.Contains(r.stdout, "rollout=") || !strings.Contains(r.stderr, "making the change again") {
 		t.Fatalf("deploy --wait-merged: %v", r)
 	}
 	merged := gc.head(t)
@@ -310,6 +315,44 @@ func TestPullRequestWaitMergedAppliesTheMerge(t *testing.T) {
 	if img, ready := runningImage(t, cl, ns, "web"); !strings.Contains(img, ":1.4.3@sha256:") || ready != "1/1" {
 		t.Fatalf("web runs %s (%s) after --wait-merged; want 1.4.3 ready", img, ready)
 	}
+}
+
+// waitPull waits for the one open pull request to satisfy ok.
+func (gc *giteaConfig) waitPull(t *testing.T, ok func(testenv.GiteaPull) bool) testenv.GiteaPull {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if open := gc.pulls(t, "open"); len(open) == 1 && ok(open[0]) {
+			return open[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no open pull request as expected; open: %+v", gc.pulls(t, "open"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// commitToMain commits path as the administrator straight onto main.
+func (gc *giteaConfig) commitToMain(t *testing.T, path, content string) {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+os.DevNull, "GIT_TERMINAL_PROMPT=0",
+			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v\n%s", args[0], err, out)
+		}
+	}
+	git("clone", "--quiet", "--depth=1", gc.g.AuthRepoURL(gc.name, testenv.GiteaAdmin, gc.g.Token), ".")
+	if err := os.WriteFile(filepath.Join(dir, path), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("add", path)
+	git("commit", "--quiet", "-m", "change "+path)
+	git("push", "--quiet", "origin", "HEAD:main")
 }
 
 // mergeInGitea merges pull request number as a reviewer would, waiting out "Please try again
