@@ -1,19 +1,14 @@
 package configrepo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
@@ -85,35 +80,7 @@ func (r *remote) forcePush(ctx context.Context, st *filesystem.Storage, ref plum
 		return err
 	}
 	old := ar.References[ref.String()] // zero when the branch is new
-	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
-	req.Progress = progress
-	switch {
-	case ar.Capabilities.Supports(capability.Sideband64k):
-		_ = req.Capabilities.Set(capability.Sideband64k)
-	case ar.Capabilities.Supports(capability.Sideband):
-		_ = req.Capabilities.Set(capability.Sideband)
-	}
-	if len(options) > 0 && ar.Capabilities.Supports(capability.PushOptions) {
-		_ = req.Capabilities.Set(capability.PushOptions)
-		for _, k := range slices.Sorted(maps.Keys(options)) {
-			req.Options = append(req.Options, &packp.Option{Key: k, Value: options[k]})
-		}
-	}
-	req.Commands = []*packp.Command{{Name: ref, Old: old, New: commit}}
-	var pack bytes.Buffer
-	enc := packfile.NewEncoder(&pack, st, !ar.Capabilities.Supports(capability.OFSDelta))
-	if _, err := enc.Encode(objects, 0); err != nil {
-		return fmt.Errorf("packing the commit: %w", err)
-	}
-	req.Packfile = io.NopCloser(&pack)
-	rs, err := s.ReceivePack(ctx, req)
-	if err != nil {
-		return err
-	}
-	if rs != nil {
-		return rs.Error()
-	}
-	return nil
+	return sendPack(ctx, s, ar, st, &packp.Command{Name: ref, Old: old, New: commit}, objects, options, progress)
 }
 
 // Tip asks the server where the branch points now, without fetching anything.
