@@ -168,7 +168,7 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionDeploy, envName: envName, overlay: overlay, images: images,
 		trigger: d.trigger, event: d.event, force: c.Bool(flagForce), reason: c.String(flagReason),
-		onFailure: c.String(flagOnFailure),
+		onFailure: c.String(flagOnFailure), pr: d.pr,
 	}, out)
 }
 

@@ -55,6 +55,9 @@ func resultLine(o ci.Outcome) string {
 		parts = append(parts, "commit="+o.CommitSHA)
 	}
 	parts = append(parts, o.Images...)
+	if o.PullRequestURL != "" {
+		parts = append(parts, fmt.Sprintf("pull-request=%d", o.PullRequestNumber), "pull-request-url="+o.PullRequestURL)
+	}
 	if o.Rollout != "" {
 		parts = append(parts, fmt.Sprintf("applied=%d", o.Applied))
 		if o.Pruned > 0 {
@@ -99,7 +102,7 @@ func orNone(s string) string {
 // summary, GitLab dotenv), which does not pass through the redacting writers.
 func (r *runner) redactOutcome(o ci.Outcome, err error) ci.Outcome {
 	red := r.redactor.String
-	o.CommitURL, o.URL, o.ImageDigest = red(o.CommitURL), red(o.URL), red(o.ImageDigest)
+	o.CommitURL, o.URL, o.ImageDigest, o.PullRequestURL = red(o.CommitURL), red(o.URL), red(o.ImageDigest), red(o.PullRequestURL)
 	for i := range o.Images {
 		o.Images[i] = red(o.Images[i])
 	}

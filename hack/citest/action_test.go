@@ -288,7 +288,7 @@ func TestActionMetadata(t *testing.T) {
 		}
 	}
 	// Outputs: what the GitHub reporter writes.
-	want := []string{"changed", "commit-sha", "commit-url", "image", "image-digest", "rollout", "url"}
+	want := []string{"changed", "commit-sha", "commit-url", "image", "image-digest", "pull-request-number", "pull-request-url", "rollout", "url"}
 	var got []string
 	for k, o := range a.Outputs {
 		got = append(got, k)

@@ -160,7 +160,16 @@ func outputs(o Outcome) [][2]string {
 		{"image-digest", o.ImageDigest},
 		{"url", o.URL},
 		{"rollout", o.Rollout},
+		{"pull-request-url", o.PullRequestURL},
+		{"pull-request-number", prNumber(o.PullRequestNumber)},
 	}
+}
+
+func prNumber(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprint(n)
 }
 
 // Summary renders the outcome as a markdown table (GitHub job summary).

@@ -23,6 +23,10 @@ type Outcome struct {
 	ImageDigest string
 	// URL is the environment's URL when known.
 	URL string
+	// PullRequestURL and PullRequestNumber identify the pull (merge) request that carries the
+	// change, in pull-request mode.
+	PullRequestURL    string
+	PullRequestNumber int
 	// Applied and Pruned count cluster objects; Rollout says how the wait ended.
 	Applied, Pruned int
 	Rollout         string

@@ -103,7 +103,7 @@ func TestGitLabReporter(t *testing.T) {
 	want := "DELIVER_CHANGED=true\nDELIVER_COMMIT_SHA=0123456789abcdef0123456789abcdef01234567\n" +
 		"DELIVER_COMMIT_URL=https://gitlab.example.com/team/config/-/commit/0123456789abcdef0123456789abcdef01234567\n" +
 		"DELIVER_IMAGE_REF=registry.example.com/team/web:1.4.3@sha256:" + strings.Repeat("a", 64) + "\n" +
-		"DELIVER_IMAGE_DIGEST=sha256:" + strings.Repeat("a", 64) + "\nDELIVER_URL=https://user:***@staging.example.com\nDELIVER_ROLLOUT=ready\n"
+		"DELIVER_IMAGE_DIGEST=sha256:" + strings.Repeat("a", 64) + "\nDELIVER_URL=https://user:***@staging.example.com\nDELIVER_ROLLOUT=ready\nDELIVER_PULL_REQUEST_URL=\nDELIVER_PULL_REQUEST_NUMBER=\n"
 	if string(got) != want {
 		t.Errorf("dotenv:\n%s\nwant:\n%s", got, want)
 	}
