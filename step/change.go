@@ -123,7 +123,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		return rec.Message(), []string{er.path}, nil
 	})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+	out.Previous = previousImages(landed)
 	if err != nil {
 		return out, err
 	}
@@ -191,7 +191,6 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	what := revertSummary(restore, remove)
 	if res.Changed {
 		out.Changed, out.CommitSHA = true, res.Commit.String()
-		out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 		what += " (config commit " + short(out.CommitSHA) + ")"
 	} else {
 		what += " (the config repo already held it: nothing to commit)"
@@ -245,8 +244,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		return false, usage(err)
 	}
 	if req.trigger == ci.TriggerAutomated && !pol.AutomatedAllowed(req.envName) {
-		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or deliver with --trigger manual",
-			errPolicy, req.envName, policy.FileName, req.envName)
+		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or give %s",
+			errPolicy, req.envName, policy.FileName, req.envName, r.hints.set(flagTrigger, string(ci.TriggerManual)))
 	}
 	for _, img := range req.images {
 		l, locked := pol.LockFor(req.envName, img.Name)
@@ -254,8 +253,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 			continue
 		}
 		if !req.force {
-			return false, fmt.Errorf("%w: %s; unlock it with `deliver unlock --env %s --image %s`, or override it in a manual run with --force",
-				errPolicy, l.Describe(), req.envName, img.Name)
+			return false, fmt.Errorf("%w: %s; unlock it with %s, or override it in a manual run with %s",
+				errPolicy, l.Describe(), r.hints.command("unlock", flagEnv, req.envName, flagImage, img.Name), r.hints.set(flagForce, "true"))
 		}
 		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
 		forced = true
