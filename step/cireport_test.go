@@ -13,35 +13,34 @@ import (
 	"github.com/deliverhq/deliver/step/ci"
 )
 
-// githubFiles returns the environment of a GitHub Actions run with its output and summary
-// files, and readers of those files.
-func githubFiles(t *testing.T, extra ...string) (env []string, outputs func() map[string]string, summary func() string) {
+// githubRun returns the environment of a GitHub Actions run whose job summary goes to a
+// file (the step outputs are checked in step/ci and hack/citest; here the JSON report says
+// what they would), and readers of the summary and the JSON report.
+func githubRun(t *testing.T, extra ...string) (env []string, report func() ci.Report, summary func() string) {
 	t.Helper()
 	dir := t.TempDir()
-	out, sum := filepath.Join(dir, "output"), filepath.Join(dir, "summary")
-	env = append([]string{"GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + out, "GITHUB_STEP_SUMMARY=" + sum}, extra...)
-	outputs = func() map[string]string {
-		b, _ := os.ReadFile(out)
-		m := map[string]string{}
-		lines := strings.Split(string(b), "\n")
-		for i := 0; i < len(lines); i++ {
-			name, delim, ok := strings.Cut(lines[i], "<<")
-			if !ok {
-				continue
-			}
-			var v []string
-			for i++; i < len(lines) && lines[i] != delim; i++ {
-				v = append(v, lines[i])
-			}
-			m[name] = strings.Join(v, "\n")
-		}
-		return m
-	}
+	rep, sum := filepath.Join(dir, "report.json"), filepath.Join(dir, "summary")
+	env = append([]string{"GITHUB_ACTIONS=true", "GITHUB_STEP_SUMMARY=" + sum, "DELIVER_REPORT=" + rep}, extra...)
+	report = func() ci.Report { return readReport(t, rep) }
 	summary = func() string {
 		b, _ := os.ReadFile(sum)
 		return string(b)
 	}
-	return env, outputs, summary
+	return env, report, summary
+}
+
+// readReport reads a JSON report.
+func readReport(t *testing.T, path string) ci.Report {
+	t.Helper()
+	var r ci.Report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return r
 }
 
 // TestErrorPathsInConfigRepo: an error about a file of the config repo names it by its path
@@ -74,7 +73,7 @@ func TestErrorPathsInConfigRepo(t *testing.T) {
 			s.PushImage(t, "team/web", "1.4.3")
 			head := s.Head(t)
 			for _, repo := range []string{"config", "acme/web"} { // the workflow's repository
-				env, _, summary := githubFiles(t, "GITHUB_SERVER_URL="+s.Git.URL, "GITHUB_REPOSITORY="+repo)
+				env, _, summary := githubRun(t, "GITHUB_SERVER_URL="+s.Git.URL, "GITHUB_REPOSITORY="+repo)
 				r := run(t, env, args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, s.GitArgs())...)
 				if r.code != 2 {
 					t.Fatalf("exit %d, want 2\n%s", r.code, r)
@@ -113,16 +112,15 @@ func TestErrorPathsInConfigRepo(t *testing.T) {
 	}
 }
 
-// TestDryRunReported: a dry run's summary says it is one and shows the overlay diff, which is
-// the diff output too; GitLab's JSON report carries the diff and the dotenv says nothing
-// changed in the config repo.
+// TestDryRunReported: a dry run's summary says it is one and shows the overlay diff; the JSON
+// report (GitLab's by default) carries the diff, and no config commit.
 func TestDryRunReported(t *testing.T) {
 	t.Parallel()
 	s := newServers(t, fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
 	digest := s.PushImage(t, "team/web", "1.4.3")
 	before := s.Head(t)
 	deploy := args([]string{"deploy", "--env", "staging", "--dry-run", "--no-apply", "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, s.GitArgs())
-	env, outputs, summary := githubFiles(t)
+	env, _, summary := githubRun(t)
 	r := run(t, env, deploy...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r)
@@ -130,10 +128,6 @@ func TestDryRunReported(t *testing.T) {
 	diff := r.stdout[:strings.LastIndex(r.stdout, "deploy env=staging")]
 	if !strings.Contains(diff, "+    digest: "+digest) {
 		t.Fatalf("stdout has no diff:\n%s", r.stdout)
-	}
-	o := outputs()
-	if o["diff"] != diff || o["changed"] != "true" || o["commit-sha"] != "" {
-		t.Errorf("outputs diff %q changed %q commit-sha %q; want the diff on stdout, true and none", o["diff"], o["changed"], o["commit-sha"])
 	}
 	sum := summary()
 	for _, want := range []string{"### deliver deploy dry run: nothing was pushed or applied", "| Would change | true |", "```diff\n" + diff} {
@@ -152,16 +146,8 @@ func TestDryRunReported(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("gitlab: exit %d\n%s", r.code, r)
 	}
-	var rep ci.Report
-	b, err := os.ReadFile(filepath.Join(dir, "deliver-staging.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if !rep.DryRun || rep.Diff != diff || !rep.Changed || rep.ConfigCommit.SHA != "" {
-		t.Errorf("JSON report:\n%s", b)
+	if rep := readReport(t, filepath.Join(dir, "deliver-staging.json")); !rep.DryRun || rep.Diff != diff || !rep.Changed || rep.ConfigCommit.SHA != "" {
+		t.Errorf("JSON report: %+v", rep)
 	}
 	if s.Head(t) != before {
 		t.Error("a dry run pushed")
@@ -258,7 +244,7 @@ func TestCommitURLSelfHosted(t *testing.T) {
 		{"github enterprise over ssh", "1.4.5", []string{"GITHUB_SERVER_URL=" + s.Git.URL, "GITHUB_REPOSITORY=acme/web"}, sshArgs, s.Git.URL + "/config/commit/"},
 	} {
 		dotenv := filepath.Join(t.TempDir(), "deliver.env")
-		env, outputs, _ := githubFiles(t, tt.env...)
+		env, report, _ := githubRun(t, tt.env...)
 		if strings.HasPrefix(tt.env[0], "GITLAB_CI") {
 			env = append(tt.env, "CI_PIPELINE_SOURCE=web", "DELIVER_DOTENV="+dotenv)
 		}
@@ -266,9 +252,11 @@ func TestCommitURLSelfHosted(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("%s: exit %d\n%s", tt.name, r.code, r)
 		}
-		got := outputs()["commit-url"]
+		var got string
 		if strings.HasPrefix(tt.env[0], "GITLAB_CI") {
 			got = readDotenv(t, dotenv)["DELIVER_COMMIT_URL"]
+		} else {
+			got = report().ConfigCommit.URL
 		}
 		if want := tt.want + s.Head(t); got != want {
 			t.Errorf("%s: commit URL %q, want %q", tt.name, got, want)
@@ -324,7 +312,7 @@ func TestActionInputWins(t *testing.T) {
 	s := newServers(t, fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": "stg", "production": "prod"}, OverlayImages: fixture.StagingImages})
 	digest := s.PushImage(t, "team/web", "1.4.3")
 	prodBefore := s.File(t, "overlays/production/kustomization.yaml")
-	env, _, _ := githubFiles(t, "INPUT_COMMAND=deploy", "INPUT_ENVIRONMENT=staging", "DELIVER_ENV=production",
+	env, _, _ := githubRun(t, "INPUT_COMMAND=deploy", "INPUT_ENVIRONMENT=staging", "DELIVER_ENV=production",
 		"INPUT_IMAGES=web="+s.Reg.Ref("team/web", "1.4.3"), "DELIVER_IMAGE=web="+s.Reg.Ref("team/web", "1.4.3"),
 		"INPUT_NO_APPLY=false", "DELIVER_NO_APPLY=true", // left at its default: the variable is used
 		"INPUT_BRANCH=main", "DELIVER_BRANCH=main")
@@ -342,5 +330,22 @@ func TestActionInputWins(t *testing.T) {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
+	}
+}
+
+// TestJSONReportUnwritable: a JSON report that cannot be written ends a deploy that pushed
+// with exit 10, naming the file; the push stays.
+func TestJSONReportUnwritable(t *testing.T) {
+	t.Parallel()
+	s := newServers(t, fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
+	s.PushImage(t, "team/web", "1.4.3")
+	dir := t.TempDir()
+	old := s.Head(t)
+	r := run(t, []string{"DELIVER_REPORT=" + dir}, args([]string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + s.Reg.Ref("team/web", "1.4.3")}, s.GitArgs())...)
+	if r.code != 10 || !strings.Contains(r.stderr, "writing the JSON report "+dir+": open "+dir+": is a directory") {
+		t.Errorf("exit %d, want 10 naming the file\n%s", r.code, r)
+	}
+	if s.Head(t) == old {
+		t.Error("the deploy was not pushed")
 	}
 }

@@ -153,22 +153,7 @@ func TestGitHubOutputsDelimiter(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
-	lines := strings.Split(string(b), "\n")
-	outputs := map[string]string{}
-	for i := 0; i < len(lines); i++ {
-		name, delim, ok := strings.Cut(lines[i], "<<")
-		if !ok {
-			continue
-		}
-		var v []string
-		for i++; i < len(lines) && lines[i] != delim; i++ {
-			v = append(v, lines[i])
-		}
-		if !strings.HasPrefix(delim, "ghadelimiter_") {
-			t.Errorf("output %s: delimiter %q is not random", name, delim)
-		}
-		outputs[name] = strings.Join(v, "\n")
-	}
+	outputs := parseOutputs(t, string(b))
 	if outputs["changed"] != "true" || outputs["url"] != o.URL {
 		t.Errorf("outputs as the runner reads them: %q", outputs)
 	}
@@ -369,7 +354,8 @@ func TestWriteReport(t *testing.T) {
 	}
 }
 
-// parseOutputs parses a GITHUB_OUTPUT file of name<<DELIMITER blocks.
+// parseOutputs parses a GITHUB_OUTPUT file of name<<DELIMITER blocks as the runner reads it,
+// checking that each delimiter is deliver's random one.
 func parseOutputs(t *testing.T, s string) map[string]string {
 	t.Helper()
 	lines := strings.Split(s, "\n")
@@ -378,6 +364,9 @@ func parseOutputs(t *testing.T, s string) map[string]string {
 		name, delim, ok := strings.Cut(lines[i], "<<")
 		if !ok {
 			continue
+		}
+		if !strings.HasPrefix(delim, "ghadelimiter_") {
+			t.Errorf("output %s: delimiter %q is not random", name, delim)
 		}
 		var v []string
 		for i++; i < len(lines) && lines[i] != delim; i++ {
