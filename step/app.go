@@ -111,7 +111,7 @@ func (r *runner) newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: flagDotenv, EnvVars: env(flagDotenv), Usage: "GitLab: where to write the dotenv report (default deliver.env in GitLab CI)"},
 			&cli.StringFlag{Name: flagDotenvPrefix, EnvVars: env(flagDotenvPrefix), Usage: "GitLab: prefix of the job's own copy of the dotenv keys (default DELIVER_<ENV>_, as in DELIVER_STAGING_COMMIT_SHA)"},
-			&cli.StringFlag{Name: flagReport, EnvVars: env(flagReport), Usage: "write the outcome as JSON to this file (default in GitLab CI: deliver-<env>.json beside the dotenv report)"},
+			&cli.StringFlag{Name: flagReport, EnvVars: env(flagReport), Usage: "write the outcome as JSON to this file: images before and after, config commit, rollout per object, a dry run's diff (for later CI jobs)"},
 		},
 		// Only main decides the exit code; urfave/cli must not call os.Exit from inside Run.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -158,17 +158,13 @@ func (r *runner) reporter(c *cli.Context) ci.Reporter {
 	case ci.ProviderGitHub:
 		return ci.NewGitHub(r.stderr, r.rawStderr, r.getenv, r.redactor.Secrets())
 	case ci.ProviderGitLab:
-		return ci.NewGitLab(r.stderr, ci.Dotenv{Path: r.dotenvPath(c), Prefix: c.String(flagDotenvPrefix), Reserved: flagVariables(c.App)}, r.redactor.String)
+		dotenv := c.String(flagDotenv)
+		if dotenv == "" {
+			dotenv = "deliver.env"
+		}
+		return ci.NewGitLab(r.stderr, ci.Dotenv{Path: dotenv, Prefix: c.String(flagDotenvPrefix), Reserved: flagVariables(c.App)}, r.redactor.String)
 	}
 	return ci.NewPlain(r.stderr)
-}
-
-// dotenvPath is where the GitLab reporter writes the dotenv report.
-func (r *runner) dotenvPath(c *cli.Context) string {
-	if p := c.String(flagDotenv); p != "" {
-		return p
-	}
-	return "deliver.env"
 }
 
 // errUnknownCommand is returned when the first argument is not a command.

@@ -113,7 +113,7 @@ func TestErrorPathsInConfigRepo(t *testing.T) {
 }
 
 // TestDryRunReported: a dry run's summary says it is one and shows the overlay diff; the JSON
-// report (GitLab's by default) carries the diff, and no config commit.
+// report (here in GitLab) carries the diff, and no config commit.
 func TestDryRunReported(t *testing.T) {
 	t.Parallel()
 	s := newServers(t, fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
@@ -142,7 +142,7 @@ func TestDryRunReported(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	r = run(t, []string{"GITLAB_CI=true", "DELIVER_DOTENV=" + filepath.Join(dir, "deliver.env")}, deploy...)
+	r = run(t, []string{"GITLAB_CI=true", "DELIVER_DOTENV=" + filepath.Join(dir, "deliver.env"), "DELIVER_REPORT=" + filepath.Join(dir, "deliver-staging.json")}, deploy...)
 	if r.code != 0 {
 		t.Fatalf("gitlab: exit %d\n%s", r.code, r)
 	}
@@ -300,6 +300,18 @@ func TestHintsNameWhatCISets(t *testing.T) {
 		}
 		if strings.Contains(r.stderr, tt.notWant) {
 			t.Errorf("%s: stderr names %s:\n%s", tt.name, tt.notWant, r.stderr)
+		}
+	}
+	// A hint from another package (the config repo's client) is named the same way.
+	for env, want := range map[string]string{"GITLAB_CI=true": "(DELIVER_SSH_KEY)", "INPUT_COMMAND=deploy": "(ssh_key)"} {
+		ciEnv := []string{env}
+		if env == "INPUT_COMMAND=deploy" {
+			ciEnv = append(ciEnv, "GITHUB_ACTIONS=true")
+		}
+		r := run(t, ciEnv, "deploy", "--env", "staging", "--no-apply", "--image", "web="+s.Reg.Ref("team/web", "1.4.3"),
+			"--config-repo", "git@127.0.0.1:config.git")
+		if !strings.Contains(r.stderr, "an SSH URL needs an SSH private key "+want) {
+			t.Errorf("%s: stderr lacks %s:\n%s", env, want, r)
 		}
 	}
 }

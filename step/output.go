@@ -54,7 +54,7 @@ func (r *runner) wrap(cmd func(context.Context, *cli.Context) (ci.Outcome, error
 			fmt.Fprintln(r.stdout, resultLine(out))
 		}
 		ferr := r.rep.Finish(out)
-		if path := r.reportPath(c, out); path != "" {
+		if path := c.String(flagReport); path != "" {
 			ferr = errors.Join(ferr, ci.WriteReport(path, out))
 		}
 		if ferr != nil {
@@ -154,19 +154,6 @@ func (r *runner) readCheckout(repo *configrepo.Repo) {
 	if h, err := repo.Head(); err == nil && r.checkout != nil {
 		r.checkout.head = h.String()
 	}
-}
-
-// reportPath is where the JSON report goes: --report, or in GitLab CI deliver-<env>.json (for
-// an environment name that is valid) beside the dotenv report; "" for none.
-func (r *runner) reportPath(c *cli.Context, out ci.Outcome) string {
-	if p := c.String(flagReport); p != "" || r.ci.Provider != ci.ProviderGitLab {
-		return p
-	}
-	name := "deliver.json"
-	if validateEnvName(out.Environment) == nil {
-		name = "deliver-" + out.Environment + ".json"
-	}
-	return filepath.Join(filepath.Dir(r.dotenvPath(c)), name)
 }
 
 // resultLine is the one-line result printed on stdout.

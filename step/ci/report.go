@@ -193,9 +193,8 @@ func (o Outcome) ImageList() []Image {
 	return out
 }
 
-// Report is the JSON report of an outcome (deliver --report FILE; in GitLab CI by default
-// deliver-<environment>.json beside the dotenv report): everything the summary shows, for
-// later jobs and tools. Its fields only ever grow.
+// Report is the JSON report of an outcome (deliver --report FILE): everything the summary
+// shows, for later jobs and tools. Its fields only ever grow.
 type Report struct {
 	Command     string `json:"command"`
 	Environment string `json:"environment,omitempty"`
