@@ -149,7 +149,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	}
 	res, err := r.push(ctx, repo, c, edit)
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+	out.Previous = previousImages(landed)
 	if err != nil {
 		return out, protectedHint(err, req.envName)
 	}
@@ -217,7 +217,6 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	what := revertSummary(restore, remove)
 	if res.Changed {
 		out.Changed, out.CommitSHA = true, res.Commit.String()
-		out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 		what += " (config commit " + short(out.CommitSHA) + ")"
 	} else {
 		what += " (the config repo already held it: nothing to commit)"
@@ -271,8 +270,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		return false, usage(err)
 	}
 	if req.trigger == ci.TriggerAutomated && !pol.AutomatedAllowed(req.envName) {
-		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or deliver with --trigger manual",
-			errPolicy, req.envName, policy.FileName, req.envName)
+		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or give %s",
+			errPolicy, req.envName, policy.FileName, req.envName, r.hints.set(flagTrigger, string(ci.TriggerManual)))
 	}
 	for _, img := range req.images {
 		l, locked := pol.LockFor(req.envName, img.Name)
@@ -280,8 +279,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 			continue
 		}
 		if !req.force {
-			return false, fmt.Errorf("%w: %s; unlock it with `deliver unlock --env %s --image %s`, or override it in a manual run with --force",
-				errPolicy, l.Describe(), req.envName, img.Name)
+			return false, fmt.Errorf("%w: %s; unlock it with %s, or override it in a manual run with %s",
+				errPolicy, l.Describe(), r.hints.command("unlock", flagEnv, req.envName, flagImage, img.Name), r.hints.set(flagForce, "true"))
 		}
 		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
 		forced = true

@@ -237,7 +237,6 @@ func (r *runner) proposeChange(ctx context.Context, c *cli.Context, repo *config
 	}
 	r.rep.Logf("pull request #%d merged as %s", merged.Number, short(merged.MergeCommitSHA))
 	out.Changed, out.CommitSHA = true, merged.MergeCommitSHA
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 	if ap == nil {
 		return out, nil
 	}
