@@ -7,6 +7,10 @@ export DELIVER_K8S_BINS := $(K8S_BINS)
 # The benchmark baseline's kustomize CLI, cached outside the clone the same way.
 BENCH_BINS ?= $(or $(DELIVER_BENCH_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/bench-bins)
 export DELIVER_BENCH_BINS := $(BENCH_BINS)
+# The real Flux controllers (source-controller, kustomize-controller) and their CRDs, which the
+# engine tests run as local processes, cached the same way.
+FLUX_BINS ?= $(or $(DELIVER_FLUX_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/flux-bins)
+export DELIVER_FLUX_BINS := $(FLUX_BINS)
 # The pinned linters (staticcheck), cached the same way.
 LINT_BINS ?= $(or $(DELIVER_LINT_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/lint-bins)
 BENCH_FLAGS ?=
@@ -14,7 +18,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deliverhq/deliver/step.version=$(VERSION)
 TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=40m
 
-.PHONY: help build test lint lint-bins k8s-bins demo clean
+.PHONY: help build test lint lint-bins k8s-bins flux-bins flux-bins-start demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,7 +26,7 @@ help: ## list the targets
 build: ## build bin/deliver (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/deliver .
 
-test: k8s-bins bench-bins lint ## run every test (-race) against real git, registry and Kubernetes servers (includes bench-smoke)
+test: flux-bins-start k8s-bins bench-bins lint ## run every test (-race) against real git, registry and Kubernetes servers and the Flux controllers (includes bench-smoke)
 	$(GO) test $(TEST_FLAGS) ./...
 
 lint: lint-bins ## gofmt, go vet, go mod tidy (nothing to change) and staticcheck
@@ -34,6 +38,12 @@ lint: lint-bins ## gofmt, go vet, go mod tidy (nothing to change) and staticchec
 
 lint-bins: ## build the pinned staticcheck (hack/linttools) into the cache outside the clone
 	hack/lint-bins.sh "$(LINT_BINS)"
+
+flux-bins: ## build the Flux source-controller and kustomize-controller v1.9.6 and their CRDs (cached; about 20 minutes cold)
+	hack/flux-bins.sh "$(FLUX_BINS)"
+
+flux-bins-start: ## start flux-bins in the background unless up to date; the tests that need the controllers wait for it
+	hack/flux-bins.sh --background "$(FLUX_BINS)"
 
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (cached)
 	hack/k8s-bins.sh "$(K8S_BINS)"

@@ -16,11 +16,23 @@
 # - A cold build takes about 10 minutes per controller on 2 cores and 1.7 GB of memory; the
 #   second one reuses much of the first's build cache. Warm, both take about 20 seconds.
 #
-# Concurrent runs (two clones, or .ci/run starting the build early) take turns on a lock in
-# $1; the second finds the stamp and returns.
+# Concurrent runs (two clones, or .ci/run starting the build early) take turns on a lock,
+# $1/.lock; the second finds the stamp and returns.
+#
+#   hack/flux-bins.sh [--background] [DIR]
+#
+# --background returns at once and builds in the background (log: DIR/build.log), holding the
+# lock from before it returns until the build ends: tests that need the controllers
+# (internal/testenv's StartFlux) wait for the lock, so the build overlaps with the tests that
+# do not need it.
 set -euo pipefail
 V=v1.9.6
 MODULES=(source-controller kustomize-controller)
+BACKGROUND=
+if [ "${1:-}" = --background ]; then
+  BACKGROUND=1
+  shift
+fi
 OUT=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/deliver/flux-bins}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -38,14 +50,26 @@ if up_to_date; then
   echo "flux controllers up to date in $OUT"
   exit 0
 fi
-exec 9>"$OUT/.lock"
-if ! flock -n 9; then
-  echo "another build of the flux controllers into $OUT is running: waiting for it..."
-  flock 9
-fi
-if up_to_date; then
-  echo "flux controllers up to date in $OUT"
-  exit 0
+if [ -z "${DELIVER_FLUX_BINS_LOCKED:-}" ]; then # set for the background child, which inherits the lock
+  exec 9>"$OUT/.lock"
+  if ! flock -n 9; then
+    if [ -n "$BACKGROUND" ]; then
+      echo "flux controllers: a build into $OUT is already running"
+      exit 0
+    fi
+    echo "another build of the flux controllers into $OUT is running: waiting for it..."
+    flock 9
+  fi
+  if up_to_date; then
+    echo "flux controllers up to date in $OUT"
+    exit 0
+  fi
+  if [ -n "$BACKGROUND" ]; then
+    # The child inherits descriptor 9, and with it the lock, before this script returns.
+    echo "flux controllers: building into $OUT in the background (log: $OUT/build.log)"
+    DELIVER_FLUX_BINS_LOCKED=1 setsid "$0" "$OUT" >"$OUT/build.log" 2>&1 </dev/null &
+    exit 0
+  fi
 fi
 
 echo "building flux source-controller and kustomize-controller $V into $OUT (about 20 minutes on a cold cache)..."
