@@ -285,17 +285,17 @@ func (f *Flux) annotate(ctx context.Context, ref cluster.ObjectRef, token string
 
 // waiter follows the two Flux objects until the Kustomization applied the commit.
 type waiter struct {
-	f        *Flux
-	req      engine.Request
-	start    time.Time
-	srcRef   cluster.ObjectRef
-	contains map[string]bool // revision -> contains req.Commit, as decided
-	undecided error          // the last error deciding it
-	last     *objects
-	fetched  time.Duration
-	shown    map[string]string // object -> the progress line last shown for it
-	readErr  error             // the last error reading the objects
-	token    string            // with Request.Reapply: the request the Kustomization must have handled
+	f         *Flux
+	req       engine.Request
+	start     time.Time
+	srcRef    cluster.ObjectRef
+	contains  map[string]bool // revision -> contains req.Commit, as decided
+	undecided error           // the last error deciding it
+	last      *objects
+	fetched   time.Duration
+	shown     map[string]string // object -> the progress line last shown for it
+	readErr   error             // the last error reading the objects
+	token     string            // with Request.Reapply: the request the Kustomization must have handled
 }
 
 // run polls until the Kustomization applied a revision containing the commit (it returns the
