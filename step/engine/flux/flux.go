@@ -436,6 +436,11 @@ func (w *waiter) applied(ctx context.Context, o *objects) (string, bool) {
 // failure for it: Ready=False with a reason other than Progressing, or Stalled.
 func (w *waiter) failed(ctx context.Context, o *objects) error {
 	st := o.state
+	if stalled, reason, msg := condition(o.ks, "Stalled"); stalled == "True" {
+		// Flux gave up on the object itself (an invalid spec): no revision will be applied.
+		return fmt.Errorf("%w: %w: %s is stalled, Flux will not retry it: %s: %s",
+			engine.ErrFailed, cluster.ErrRolloutFailed, w.f.kustomization(), reason, msg)
+	}
 	if st.Ready != "False" || st.Reason == "Progressing" {
 		return nil
 	}
