@@ -73,7 +73,7 @@ if [ -z "${DELIVER_FLUX_BINS_LOCKED:-}" ]; then # set for the background child, 
 fi
 
 echo "building flux source-controller and kustomize-controller $V into $OUT (about 20 minutes on a cold cache)..."
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local CGO_ENABLED=0
 SRC=$(mktemp -d "${TMPDIR:-/tmp}/deliver-flux-src.XXXXXX")
 trap 'chmod -R u+w "$SRC" 2>/dev/null; rm -rf "$SRC"' EXIT
 modcache=$(go env GOMODCACHE)
@@ -89,7 +89,7 @@ done
   if ! go mod download github.com/fluxcd/pkg/artifact@v0.18.3 2>/dev/null; then
     echo "github.com/fluxcd/pkg/artifact v0.18.3 is not served by the module proxy: replacing it with v0.18.0"
     go mod edit -replace github.com/fluxcd/pkg/artifact=github.com/fluxcd/pkg/artifact@v0.18.0
-    go list -deps . >/dev/null # records the replacement's go.sum lines
+    GOFLAGS=-mod=mod go list -deps . >/dev/null # records the replacement's go.sum lines
   fi )
 for m in "${MODULES[@]}"; do
   ( cd "$SRC/$m"

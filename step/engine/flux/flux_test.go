@@ -2,6 +2,7 @@ package flux_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -443,5 +444,85 @@ func TestSyncSourceCannotFetch(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "did not fetch a revision containing "+commit[:12]) || !strings.Contains(err.Error(), "Ready=False") {
 		t.Errorf("error %q does not say the source did not fetch the commit, with its Ready condition", err)
+	}
+}
+
+// TestLeastPrivilege: the engine needs no more than examples/rbac/flux-deployer.yaml grants:
+// as that ServiceAccount (a token kubeconfig, as a CI job gets it), it checks the Kustomization,
+// asks Flux to fetch, and waits for the rollout; and the account cannot change a workload.
+func TestLeastPrivilege(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{wait: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "rbac", "flux-deployer.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	saNS := e.ns + "-ci"
+	manifest := strings.NewReplacer("deliver-system", saNS, "flux-system", e.flux.Namespace, "web-staging", e.ns).Replace(string(data))
+	file := filepath.Join(t.TempDir(), "rbac.yaml")
+	if err := os.WriteFile(file, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl := func(args ...string) string {
+		t.Helper()
+		out, err := e.c.Kubectl(ctx, args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	kubectl("apply", "-f", file)
+	as := "--as=system:serviceaccount:" + saNS + ":deliver"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "kustomizations.kustomize.toolkit.fluxcd.io/staging", "-n", e.flux.Namespace}, "yes"},
+		{[]string{"patch", "kustomizations.kustomize.toolkit.fluxcd.io/staging", "-n", e.flux.Namespace}, "no"},
+		{[]string{"patch", "gitrepositories.source.toolkit.fluxcd.io/config", "-n", e.flux.Namespace}, "yes"},
+		{[]string{"get", "secrets/config-auth", "-n", e.flux.Namespace}, "no"},
+		{[]string{"patch", "deployments", "-n", e.ns}, "no"},
+		{[]string{"watch", "deployments", "-n", e.ns}, "yes"},
+	} {
+		out, _ := e.c.Kubectl(ctx, append([]string{"auth", "can-i", as}, c.args...)...)
+		if got := strings.TrimSpace(string(out)); got != c.want {
+			t.Errorf("can-i %s: %q, want %q", strings.Join(c.args, " "), got, c.want)
+		}
+	}
+	token := kubectl("create", "token", "deliver", "-n", saNS, "--duration=1h")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: deliver
+  user:
+    token: %s
+contexts:
+- name: deliver
+  context: {cluster: test, user: deliver}
+current-context: deliver
+`, e.c.Config.Host, base64.StdEncoding.EncodeToString(e.c.Config.CAData), token)
+	client, err := cluster.Connect(ctx, cluster.Options{KubeconfigData: []byte(kc)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := flux.New(client, flux.Options{Namespace: e.flux.Namespace, Name: "staging", Branch: "main", URL: e.url, Path: "overlays/staging"})
+	if _, err := eng.Check(ctx); err != nil {
+		t.Fatalf("Check as the least-privileged account: %v", err)
+	}
+	repo := e.clone()
+	commit := e.setImage(repo, "registry.example/team/web:3.0")
+	res, err := eng.Sync(ctx, engine.Request{Commit: commit, Contains: containsIn(repo), Images: []string{"registry.example/team/web:3.0"}, Timeout: 2 * time.Minute, Progress: e.logf("least privilege")})
+	if err != nil {
+		t.Fatalf("Sync as the least-privileged account: %v", err)
+	}
+	if res.Revision != commit || len(res.Workloads) != 1 {
+		t.Errorf("Sync = %+v, want revision %s and the Deployment", res, commit)
 	}
 }
