@@ -328,6 +328,9 @@ func (w *waiter) run(ctx, wctx context.Context, o *objects) (engine.Result, erro
 			return engine.Result{}, fmt.Errorf("waiting for %s: %w", w.f, context.Cause(ctx))
 		case <-wctx.Done():
 			timer.Stop()
+			if ctx.Err() != nil {
+				return engine.Result{}, fmt.Errorf("waiting for %s: %w", w.f, context.Cause(ctx))
+			}
 			return engine.Result{}, w.timedOut()
 		case <-timer.C:
 		}
