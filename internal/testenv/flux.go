@@ -532,7 +532,8 @@ type Kustomization struct {
 	// Prune deletes the objects that leave the directory.
 	Prune bool
 	// Wait makes Flux check the health of everything it applied before it reports Ready
-	// (spec.wait); Timeout bounds apply and health checks (0: 30 s).
+	// (spec.wait); Timeout bounds apply and health checks (0: 30 s, which is also the least
+	// Flux takes: it raises shorter ones to 30 s).
 	Wait    bool
 	Timeout time.Duration
 	// Interval between reconciles; 0 means one minute.

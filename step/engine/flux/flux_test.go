@@ -51,7 +51,6 @@ type env struct {
 
 type envOptions struct {
 	wait         bool          // the Kustomization's spec.wait
-	fluxTimeout  time.Duration // its spec.timeout
 	featureGates string
 	edit         func(files map[string]string) // changes the seed files
 }
@@ -85,7 +84,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := e.flux.CreateGitRepository(ctx, testenv.GitRepository{Name: "config", URL: url, Branch: "main", Username: e.git.Username, Password: e.git.Password}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.flux.CreateKustomization(ctx, testenv.Kustomization{Name: "staging", Source: "config", Path: "./overlays/staging", Prune: true, Wait: o.wait, Timeout: o.fluxTimeout}); err != nil {
+	if err := e.flux.CreateKustomization(ctx, testenv.Kustomization{Name: "staging", Source: "config", Path: "./overlays/staging", Prune: true, Wait: o.wait}); err != nil {
 		t.Fatal(err)
 	}
 	e.client, err = cluster.Connect(ctx, cluster.Options{Kubeconfig: e.c.Kubeconfig})
@@ -288,11 +287,11 @@ func TestSyncFailures(t *testing.T) {
 			timeout: 2 * time.Minute, wantReason: "ReconciliationFailed", within: 30 * time.Second,
 		},
 		{
-			name: "never-ready rollout, Flux health checks", o: envOptions{wait: true, fluxTimeout: 10 * time.Second},
+			name: "never-ready rollout, Flux health checks", o: envOptions{wait: true}, // Flux's shortest timeout: 30s
 			push: func(e *env, repo *configrepo.Repo) string {
 				return e.setImage(repo, "registry.example/team/web-never-ready:2.0")
 			},
-			images: []string{"registry.example/team/web-never-ready:2.0"}, timeout: 2 * time.Minute, wantReason: "HealthCheckFailed", within: 45 * time.Second,
+			images: []string{"registry.example/team/web-never-ready:2.0"}, timeout: 2 * time.Minute, wantReason: "HealthCheckFailed", within: 50 * time.Second,
 		},
 		{
 			name: "never-ready rollout, deliver's wait", o: envOptions{wait: false},
