@@ -50,7 +50,7 @@ type env struct {
 }
 
 type envOptions struct {
-	wait         bool          // the Kustomization's spec.wait
+	wait         bool // the Kustomization's spec.wait
 	featureGates string
 	edit         func(files map[string]string) // changes the seed files
 }
