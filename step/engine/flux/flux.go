@@ -590,7 +590,7 @@ func suspendedBy(u *unstructured.Unstructured) string {
 			continue
 		}
 		var fields map[string]map[string]any
-		if json.Unmarshal(mf.FieldsV1.Raw, &fields) != nil {
+		if json.Unmarshal(mf.FieldsV1.GetRawBytes(), &fields) != nil {
 			continue
 		}
 		if _, ok := fields["f:spec"]["f:suspend"]; !ok {
