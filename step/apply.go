@@ -14,6 +14,7 @@ import (
 	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step/ci"
 	"github.com/deliverhq/deliver/step/cluster"
+	"github.com/deliverhq/deliver/step/engine"
 )
 
 // applier applies an environment's overlay to the cluster: build, server-side apply (with
@@ -30,6 +31,11 @@ type applier struct {
 	// said holds the notes about replicas and the warnings already logged, so that the dry run
 	// before the push and the apply after it say each once.
 	said map[string]bool
+	// applyVia and fluxKustomization are --apply-via and --flux-kustomization as given.
+	applyVia, fluxKustomization string
+	// engine, when handOff chose one, applies the pushed change instead of deliver, which asks
+	// it to reconcile and waits (see handoff.go).
+	engine engine.Engine
 }
 
 // newApplier connects to the cluster (no request is made yet: a bad kubeconfig or context is
@@ -38,11 +44,16 @@ func (r *runner) newApplier(ctx context.Context, c *cli.Context, envName string)
 	if c.Duration(flagTimeout) <= 0 {
 		return nil, usage(fmt.Errorf("--%s must be positive", flagTimeout))
 	}
+	via, kustomization, err := bindHandOff(c)
+	if err != nil {
+		return nil, err
+	}
 	client, err := cluster.Connect(ctx, r.clusterOptions(c))
 	if err != nil {
 		return nil, err
 	}
 	return &applier{
+		applyVia: via, fluxKustomization: kustomization,
 		r: r, client: client, envName: envName,
 		namespace: c.String(flagNamespace),
 		prune:     c.Bool(flagPrune),
@@ -60,6 +71,11 @@ func (r *runner) maybeApplier(ctx context.Context, c *cli.Context, envName strin
 		return nil, usage(fmt.Errorf("--%s %q: want %s or %s", flagOnFailure, v, onFailureRevert, onFailureKeep))
 	}
 	if c.Bool(flagNoApply) {
+		for _, f := range []string{flagApplyVia, flagFluxKustomization} {
+			if c.String(f) != "" {
+				return nil, usage(fmt.Errorf("--%s applies nothing, and --%s says who applies: give one of them", flagNoApply, f))
+			}
+		}
 		return nil, nil
 	}
 	return r.newApplier(ctx, c, envName)
@@ -156,6 +172,9 @@ func (a *applier) tell(res cluster.ApplyResult) {
 // request it forbids ends the run then, with nothing pushed, rather than after the commit is
 // on the branch.
 func (a *applier) preflight(ctx context.Context, root, overlay string, rendered resmap.ResMap) error {
+	if a.engine != nil {
+		return nil // deliver applies nothing: the engine does, and Check read it before
+	}
 	objs, ns, err := a.objects(root, overlay, rendered)
 	if err != nil {
 		return err
@@ -184,8 +203,12 @@ func (a *applier) deadline(ctx, opCtx context.Context, what string, err error) e
 }
 
 // check makes sure the cluster answers and accepts the credentials (cluster.Client.Check),
-// within --timeout.
+// within --timeout; handed to an engine, that the engine takes the change (checkEngine).
 func (a *applier) check(ctx context.Context) error {
+	if a.engine != nil {
+		_, err := a.checkEngine(ctx)
+		return err
+	}
 	cctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	err := a.deadline(ctx, cctx, "reaching the cluster", a.client.Check(cctx))
@@ -302,6 +325,9 @@ func waitedStatuses(objs []ci.ObjectStatus, last map[string]string, err error) {
 
 // dryRun reports what applying the overlay would change, changing nothing.
 func (a *applier) dryRun(ctx context.Context, root, overlay string, rendered resmap.ResMap, out *ci.Outcome) error {
+	if a.engine != nil {
+		return a.engineDryRun(ctx, out)
+	}
 	objs, ns, err := a.objects(root, overlay, rendered)
 	if err != nil {
 		return err

@@ -88,8 +88,13 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		Reason: req.reason,
 	}
 	if ap != nil {
+		// Who applies the change, deliver or Flux, is the run's and the tip's deliver.yaml's say.
+		if err := ap.handOff(repo, req.envName, req.overlay); err != nil {
+			return out, err
+		}
 		// An unreachable cluster, or one that refuses the credentials, is found before the
-		// push, so that the repo is not moved to a release that cannot be applied.
+		// push, so that the repo is not moved to a release that cannot be applied; so is a
+		// suspended or missing Flux Kustomization.
 		if err := ap.check(ctx); err != nil {
 			return out, err
 		}
@@ -156,7 +161,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	if ap == nil {
 		return out, nil
 	}
-	applyErr := ap.run(ctx, repo.Dir(), req.overlay, landed.rendered, &out)
+	applyErr := ap.deliver(ctx, repo, req.overlay, landed.rendered, res.Commit.String(), changedImages(landed), &out)
 	if applyErr == nil || !res.Changed || req.onFailure != onFailureRevert || !isRolloutFailure(applyErr) {
 		return out, applyErr
 	}
@@ -221,7 +226,8 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	} else {
 		what += " (the config repo already held it: nothing to commit)"
 	}
-	if err := ap.run(ctx, repo.Dir(), req.overlay, reverted.rendered, out); err != nil {
+	// Every workload is waited for: an entry the revert removed runs the manifests' own image.
+	if err := ap.deliver(ctx, repo, req.overlay, reverted.rendered, res.Commit.String(), nil, out); err != nil {
 		return fmt.Errorf("%w; %s, but the previous version did not become ready either: %v", rolloutErr, what, err)
 	}
 	out.Rollout = "reverted"

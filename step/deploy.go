@@ -244,6 +244,9 @@ func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, env
 		fmt.Fprintf(r.stdout, "# %s already holds these images: no commit would be made\n", er.path)
 	}
 	if ap != nil {
+		if err := ap.handOff(repo, envName, overlay); err != nil {
+			return out, err
+		}
 		if err := ap.dryRun(ctx, repo.Dir(), overlay, er.rendered, &out); err != nil {
 			return out, err
 		}

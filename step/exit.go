@@ -7,6 +7,7 @@ import (
 	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step/cluster"
 	"github.com/deliverhq/deliver/step/configrepo"
+	"github.com/deliverhq/deliver/step/engine"
 	"github.com/deliverhq/deliver/step/registry"
 )
 
@@ -16,7 +17,9 @@ const (
 	ExitOK = 0
 	// ExitFailure: a failure not classified below; also `deliver diff` finding drift.
 	ExitFailure = 1
-	// ExitUsage: bad input: flags, environment names, image references, overlays, YAML.
+	// ExitUsage: bad input: flags, environment names, image references, overlays, YAML; a Flux
+	// Kustomization that does not exist, a cluster without Flux, a Flux setup deliver cannot
+	// follow.
 	ExitUsage = 2
 	// ExitImageNotFound: the image (tag or digest) is not in its registry.
 	ExitImageNotFound = 3
@@ -26,11 +29,13 @@ const (
 	// refused the push, or every attempt lost the race.
 	ExitPush = 5
 	// ExitApply: the cluster could not be reached (also when checked before the push, which
-	// then pushes nothing), or applying to it failed.
+	// then pushes nothing), or applying to it failed; through Flux, Flux did not fetch the
+	// pushed commit in time (not reverted).
 	ExitApply = 6
 	// ExitRollout: the rollout did not become ready in time, or failed.
 	ExitRollout = 7
-	// ExitPolicy: the environment's policy refused the change (lock, manual-only, downgrade).
+	// ExitPolicy: the environment's policy refused the change (lock, manual-only, downgrade), or
+	// the Flux Kustomization (or its source) that applies the environment is suspended.
 	ExitPolicy = 8
 	// ExitRegistry: the registry could not be reached or kept failing.
 	ExitRegistry = 9
@@ -87,8 +92,12 @@ func ExitCode(err error) int {
 		return ec.code
 	case errors.As(err, &re):
 		return ExitReport
-	case errors.Is(err, errPolicy):
+	case errors.Is(err, errPolicy), errors.Is(err, engine.ErrSuspended):
 		return ExitPolicy
+	case errors.Is(err, engine.ErrNotFound), errors.Is(err, engine.ErrUnsupported):
+		return ExitUsage
+	case errors.Is(err, engine.ErrNotFetched):
+		return ExitApply
 	case errors.Is(err, registry.ErrNotFound):
 		return ExitImageNotFound
 	case errors.Is(err, registry.ErrUnauthorized), errors.Is(err, configrepo.ErrAuth), errors.Is(err, cluster.ErrUnauthorized):

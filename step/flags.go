@@ -126,16 +126,16 @@ func registryFlags() []cli.Flag {
 // clusterFlags are the flags that reach the cluster.
 func clusterFlags() []cli.Flag {
 	const cat = "Cluster"
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagKubeconfig, Category: cat, EnvVars: env(flagKubeconfig), Usage: "kubeconfig file (default: KUBECONFIG, in-cluster, ~/.kube/config)"},
 		&cli.StringFlag{Name: flagKubeconfigDat, Category: cat, EnvVars: env(flagKubeconfigDat), Usage: "kubeconfig content (a CI secret); wins over --kubeconfig"},
 		&cli.StringFlag{Name: flagKubeContext, Category: cat, EnvVars: env(flagKubeContext), Usage: "kubeconfig context (GitLab agent: group/project:agent)"},
 		&cli.StringFlag{Name: flagNamespace, Category: cat, EnvVars: env(flagNamespace), Usage: "namespace for objects the overlay leaves without one (default: the overlay's own namespace, else default)"},
 		&cli.BoolFlag{Name: flagPrune, Category: cat, EnvVars: env(flagPrune), Usage: "delete objects deliver applied before that are no longer in the overlay (ApplySet)"},
 		&cli.BoolFlag{Name: flagWait, Category: cat, EnvVars: env(flagWait), Value: true, Usage: "wait until every applied object is ready"},
-		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for the rollout wait"},
+		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for the rollout wait (through Flux: for Flux to fetch, apply and roll out)"},
 		&cli.BoolFlag{Name: flagForceConfl, Category: cat, EnvVars: env(flagForceConfl), Usage: "take fields owned by other field managers"},
-	}
+	}, handOffFlags()...)
 }
 
 // validateEnvName refuses environment names that could reach outside the overlays directory

@@ -241,10 +241,15 @@ func (r *runner) proposeChange(ctx context.Context, c *cli.Context, repo *config
 		return out, nil
 	}
 	// Apply the branch as merged: fetch its tip, which holds the merge (or something newer).
-	if _, err := repo.Fetch(ctx); err != nil {
+	tip, err := repo.Fetch(ctx)
+	if err != nil {
 		return out, err
 	}
-	return out, ap.run(ctx, repo.Dir(), req.overlay, nil, &out)
+	commit := merged.MergeCommitSHA
+	if commit == "" {
+		commit = tip.String()
+	}
+	return out, ap.deliver(ctx, repo, req.overlay, nil, commit, changedImages(*landed), &out)
 }
 
 // syncPullRequest opens or refreshes the pull request and reports it.

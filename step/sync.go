@@ -19,7 +19,7 @@ func (r *runner) applyCommand() *cli.Command {
 	flags = append(flags, clusterFlags()...)
 	return &cli.Command{
 		Name:   "apply",
-		Usage:  "apply an environment exactly as the config repo has it, and wait (re-sync after drift or a wiped cluster)",
+		Usage:  "apply an environment exactly as the config repo has it, and wait (re-sync after drift or a wiped cluster; through Flux: ask Flux to apply it again now)",
 		Flags:  flags,
 		Action: r.withReporter(r.applyEnv),
 	}
@@ -33,7 +33,7 @@ func (r *runner) diffCommand() *cli.Command {
 	flags = append(flags, clusterFlags()...)
 	return &cli.Command{
 		Name:   "diff",
-		Usage:  "show what differs between the config repo and the live cluster (server-side dry run); exit 0 when nothing, 1 on drift",
+		Usage:  "show what differs between the config repo and the live cluster (server-side dry run; through Flux: the Kustomization's state and the commits it has not applied); exit 0 when nothing, 1 on drift",
 		Flags:  flags,
 		Action: r.withReporterQuiet(r.diff),
 	}
@@ -53,31 +53,37 @@ func (r *runner) bindCheckout(c *cli.Context, envName string) (string, configrep
 }
 
 // cloneOverlay clones the config repo and checks the overlay exists.
-func (r *runner) cloneOverlay(ctx context.Context, opts configrepo.Options, overlay, envName string) (root string, cleanup func(), err error) {
+func (r *runner) cloneOverlay(ctx context.Context, opts configrepo.Options, overlay, envName string) (*configrepo.Repo, error) {
 	repo, err := r.clone(ctx, opts)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if err := checkOverlay(repo.Dir(), overlay, envName); err != nil {
 		repo.Close()
-		return "", nil, err
+		return nil, err
 	}
-	return repo.Dir(), func() { repo.Close() }, nil
+	return repo, nil
 }
 
 // envApplier binds the config-repo and cluster flags (all of them before anything is
 // contacted), then clones the config repo, for commands that work on an environment as the
-// repo has it.
-func (r *runner) envApplier(ctx context.Context, c *cli.Context, envName string) (ap *applier, root, overlay string, cleanup func(), err error) {
+// repo has it, and decides who applies it (handOff). The caller closes repo.
+func (r *runner) envApplier(ctx context.Context, c *cli.Context, envName string) (ap *applier, repo *configrepo.Repo, overlay string, err error) {
 	overlay, opts, err := r.bindCheckout(c, envName)
 	if err != nil {
-		return nil, "", "", nil, err
+		return nil, nil, "", err
 	}
 	if ap, err = r.newApplier(ctx, c, envName); err != nil {
-		return nil, "", "", nil, err
+		return nil, nil, "", err
 	}
-	root, cleanup, err = r.cloneOverlay(ctx, opts, overlay, envName)
-	return ap, root, overlay, cleanup, err
+	if repo, err = r.cloneOverlay(ctx, opts, overlay, envName); err != nil {
+		return nil, nil, "", err
+	}
+	if err := ap.handOff(repo, envName, overlay); err != nil {
+		repo.Close()
+		return nil, nil, "", err
+	}
+	return ap, repo, overlay, nil
 }
 
 func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
@@ -87,22 +93,38 @@ func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	if out.URL, err = envURL(c); err != nil {
 		return out, err
 	}
-	ap, root, overlay, cleanup, err := r.envApplier(ctx, c, envName)
+	ap, repo, overlay, err := r.envApplier(ctx, c, envName)
 	if err != nil {
 		return out, err
 	}
-	defer cleanup()
-	return out, ap.run(ctx, root, overlay, nil, &out)
+	defer repo.Close()
+	if ap.engine == nil {
+		return out, ap.run(ctx, repo.Dir(), overlay, nil, &out)
+	}
+	// Through Flux: ask it to apply the branch's tip again (drift included) and wait.
+	if err := ap.check(ctx); err != nil {
+		return out, err
+	}
+	tip, err := repo.Head()
+	if err != nil {
+		return out, err
+	}
+	out.CommitSHA = tip.String()
+	return out, ap.sync(ctx, repo, tip.String(), nil, true, &out)
 }
 
 func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
 	out := ci.Outcome{Command: "diff", Environment: envName}
-	ap, root, overlay, cleanup, err := r.envApplier(ctx, c, envName)
+	ap, repo, overlay, err := r.envApplier(ctx, c, envName)
 	if err != nil {
 		return out, err
 	}
-	defer cleanup()
+	defer repo.Close()
+	if ap.engine != nil {
+		return out, r.engineDiff(ctx, ap, repo, envName, &out)
+	}
+	root := repo.Dir()
 	objs, ns, err := ap.objects(root, overlay, nil)
 	if err != nil {
 		return out, err

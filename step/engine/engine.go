@@ -34,6 +34,12 @@ var (
 	// ErrFailed: the engine tried the revision and reported a failure. It also wraps
 	// cluster.ErrRolloutFailed, as does a wait that runs out of time.
 	ErrFailed = errors.New("the engine reported a failure")
+	// ErrNotFetched: the engine did not fetch a revision containing the commit within the
+	// wait: its source cannot reach the config repo (credentials, URL, network) or its
+	// controller is not running. Nothing of the change was applied, and a revert would not be
+	// fetched either, so deliver does not revert; it is not a failed rollout (it does not wrap
+	// cluster.ErrRolloutFailed).
+	ErrNotFetched = errors.New("the engine did not fetch the commit")
 )
 
 // Engine hands a pushed commit to a GitOps engine and waits for it.
@@ -48,7 +54,7 @@ type Engine interface {
 	// req.Commit or a revision that contains it and the workloads carrying req.Images are
 	// rolled out. A failure the engine reports ends the wait at once with an error wrapping
 	// ErrFailed and cluster.ErrRolloutFailed; running out of time wraps
-	// cluster.ErrRolloutFailed.
+	// cluster.ErrRolloutFailed, or ErrNotFetched when the engine never fetched the commit.
 	Sync(ctx context.Context, req Request) (Result, error)
 }
 
@@ -72,6 +78,9 @@ type Request struct {
 	// the cluster, and waits until it did (`deliver apply`); without it, a revision the engine
 	// already applied counts as done.
 	Reapply bool
+	// SkipRollout returns once the engine applied the revision, without waiting for the
+	// workloads to roll out (deliver's --wait=false).
+	SkipRollout bool
 	// Timeout bounds the whole Sync; 0 means 5 minutes.
 	Timeout time.Duration
 	// Progress receives progress lines; nil drops them.
@@ -84,6 +93,8 @@ type Result struct {
 	Revision string
 	// Workloads are the workloads Sync waited for (those running Images).
 	Workloads []cluster.ObjectRef
+	// Inventory is what the engine applied: every object of the revision, as it lists them.
+	Inventory []cluster.ObjectRef
 	// Fetched is how long the engine took to fetch a revision containing Commit, from the
 	// request; Applied, until it reported that revision applied and ready; RolledOut, until the
 	// workloads were rolled out. Each counts from the start of Sync.
@@ -108,4 +119,13 @@ type State struct {
 	// Fetched is the commit the source last fetched; Attempted the one the engine last tried
 	// to apply; Applied the one it last applied successfully (each "" if unknown).
 	Fetched, Attempted, Applied string
+	// Conditions are the object's status conditions, as it reports them.
+	Conditions []Condition
+	// SourceReady, SourceReason and SourceMessage are the source's Ready condition.
+	SourceReady, SourceReason, SourceMessage string
+}
+
+// Condition is one status condition of an engine's object.
+type Condition struct {
+	Type, Status, Reason, Message string
 }

@@ -13,6 +13,9 @@
 //	    downgrade: deny     # automation may not replace a newer build with an older one (default deny)
 //	  production:
 //	    automated: false    # only manual runs (Run pipeline, workflow_dispatch, a person at a shell)
+//	    apply: flux         # Flux applies the overlay; deliver asks it to and waits (default direct)
+//	    flux:
+//	      kustomization: flux-system/production
 //	locks:
 //	  - environment: production
 //	    image: web
@@ -39,6 +42,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // FileName is the policy file's name at the root of the config repo.
@@ -66,6 +70,47 @@ type Environment struct {
 	// "pull-request" pushes them to a branch of their own and opens a pull (merge) request, for
 	// a protected branch.
 	Via string `yaml:"via,omitempty"`
+	// Apply: how a pushed change reaches the cluster: "direct" (default) applies the overlay
+	// with deliver's own server-side apply; "flux" hands it to the Flux Kustomization that
+	// Flux names (deliver asks Flux to reconcile and waits for it).
+	Apply string `yaml:"apply,omitempty"`
+	// Flux names the Flux objects of apply: flux.
+	Flux *Flux `yaml:"flux,omitempty"`
+}
+
+// Flux names the Kustomization that applies an environment's overlay.
+type Flux struct {
+	// Kustomization is "namespace/name", or "name" in the namespace flux-system.
+	Kustomization string `yaml:"kustomization"`
+}
+
+// Ways a pushed change reaches the cluster (Environment.Apply).
+const (
+	ApplyDirect = "direct"
+	ApplyFlux   = "flux"
+)
+
+// FluxNamespace is the namespace of a Kustomization named without one: where `flux bootstrap`
+// installs Flux and the flux CLI looks by default.
+const FluxNamespace = "flux-system"
+
+// ParseKustomization splits a Kustomization's "namespace/name" ("name" alone is in
+// FluxNamespace) and checks both are names Kubernetes accepts.
+func ParseKustomization(s string) (namespace, name string, err error) {
+	namespace, name, found := strings.Cut(s, "/")
+	if !found {
+		namespace, name = FluxNamespace, s
+	}
+	if name == "" || strings.Contains(name, "/") {
+		return "", "", fmt.Errorf("%q is not namespace/name", s)
+	}
+	if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+		return "", "", fmt.Errorf("%q: namespace %q: %s", s, namespace, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "", "", fmt.Errorf("%q: name %q: %s", s, name, strings.Join(errs, "; "))
+	}
+	return namespace, name, nil
 }
 
 // Ways a change reaches an environment's branch (Environment.Via).
@@ -131,6 +176,9 @@ func Parse(data []byte) (*Policy, error) {
 		default:
 			return nil, fmt.Errorf("%w %s: environments.%s.via: %q is neither push nor pull-request", ErrInvalid, FileName, name, e.Via)
 		}
+		if err := e.checkApply(); err != nil {
+			return nil, fmt.Errorf("%w %s: environments.%s.%v", ErrInvalid, FileName, name, err)
+		}
 	}
 	for i, l := range p.Locks {
 		if l.Environment == "" || l.Image == "" {
@@ -155,6 +203,45 @@ func (p *Policy) Via(env string) string {
 		return v
 	}
 	return ViaPush
+}
+
+// checkApply validates apply and flux together: apply: flux needs the Kustomization, and flux
+// is refused where apply does not say flux (it would be silently ignored).
+func (e Environment) checkApply() error {
+	switch e.Apply {
+	case "", ApplyDirect:
+		if e.Flux != nil {
+			return fmt.Errorf("flux: is set, but apply is %s; add apply: flux to hand the environment to Flux", orDefault(e.Apply, ApplyDirect))
+		}
+		return nil
+	case ApplyFlux:
+	default:
+		return fmt.Errorf("apply: %q is neither direct nor flux", e.Apply)
+	}
+	if e.Flux == nil || e.Flux.Kustomization == "" {
+		return errors.New("apply: flux needs flux.kustomization, the Flux Kustomization (namespace/name) that applies the overlay")
+	}
+	if _, _, err := ParseKustomization(e.Flux.Kustomization); err != nil {
+		return fmt.Errorf("flux.kustomization: %v", err)
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// ApplyVia says how a pushed change reaches env's cluster: ApplyDirect (the default) or
+// ApplyFlux, with the Kustomization (namespace/name as written) for ApplyFlux.
+func (p *Policy) ApplyVia(env string) (via, kustomization string) {
+	e := p.Environments[env]
+	if e.Apply == ApplyFlux && e.Flux != nil {
+		return ApplyFlux, e.Flux.Kustomization
+	}
+	return ApplyDirect, ""
 }
 
 // DowngradeAllowed reports whether automated runs may deploy an older build to env.

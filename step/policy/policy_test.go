@@ -61,9 +61,61 @@ func TestParseErrors(t *testing.T) {
 		"lock sans image": "locks:\n  - environment: production\n",
 		"two documents":   "locks: []\n---\nlocks: []\n",
 		"not a mapping":   "- a\n- b\n",
+		"bad apply":       "environments:\n  staging:\n    apply: argo\n",
+		"flux sans name":  "environments:\n  staging:\n    apply: flux\n",
+		"flux empty name": "environments:\n  staging:\n    apply: flux\n    flux: {kustomization: \"\"}\n",
+		"flux sans apply": "environments:\n  staging:\n    flux: {kustomization: flux-system/staging}\n",
+		"flux and direct": "environments:\n  staging:\n    apply: direct\n    flux: {kustomization: flux-system/staging}\n",
+		"flux typo":       "environments:\n  staging:\n    apply: flux\n    flux: {kustomizaton: flux-system/staging}\n",
+		"flux bad ns":     "environments:\n  staging:\n    apply: flux\n    flux: {kustomization: Flux_System/staging}\n",
+		"flux bad name":   "environments:\n  staging:\n    apply: flux\n    flux: {kustomization: flux-system/Staging}\n",
+		"flux three":      "environments:\n  staging:\n    apply: flux\n    flux: {kustomization: a/b/c}\n",
+		"flux as string":  "environments:\n  staging:\n    apply: flux\n    flux: flux-system/staging\n",
 	} {
 		if _, err := Parse([]byte(in)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), FileName) {
 			t.Errorf("%s: err = %v, want ErrInvalid naming %s", name, err, FileName)
+		}
+	}
+}
+
+func TestApplyVia(t *testing.T) {
+	t.Parallel()
+	p, err := Parse([]byte(`environments:
+  staging:
+    apply: flux
+    flux:
+      kustomization: flux-system/staging
+  qa:
+    apply: flux
+    flux: {kustomization: qa}
+  production:
+    apply: direct
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for env, want := range map[string][2]string{
+		"staging":    {ApplyFlux, "flux-system/staging"},
+		"qa":         {ApplyFlux, "qa"},
+		"production": {ApplyDirect, ""},
+		"dev":        {ApplyDirect, ""},
+	} {
+		if via, k := p.ApplyVia(env); via != want[0] || k != want[1] {
+			t.Errorf("ApplyVia(%s) = %s, %q; want %s, %q", env, via, k, want[0], want[1])
+		}
+	}
+	for in, want := range map[string][2]string{
+		"flux-system/staging": {"flux-system", "staging"},
+		"staging":             {FluxNamespace, "staging"},
+		"apps/web.prod":       {"apps", "web.prod"},
+	} {
+		if ns, name, err := ParseKustomization(in); err != nil || ns != want[0] || name != want[1] {
+			t.Errorf("ParseKustomization(%q) = %q, %q, %v; want %q, %q", in, ns, name, err, want[0], want[1])
+		}
+	}
+	for _, in := range []string{"", "/", "ns/", "/name", "a/b/c", "NS/name", "ns/Name", "ns/na me", strings.Repeat("n", 64) + "/x"} {
+		if _, _, err := ParseKustomization(in); err == nil {
+			t.Errorf("ParseKustomization(%q) accepted", in)
 		}
 	}
 }

@@ -18,7 +18,14 @@
 // A Kustomization that tried a revision containing the commit and reports Ready=False (any
 // reason but Progressing: BuildFailed, ReconciliationFailed, HealthCheckFailed, ArtifactFailed,
 // ...) ends the wait at once, quoting Flux's reason and message. Reasons are matched, never
-// messages: Flux's messages vary from run to run.
+// messages: Flux's messages vary from run to run. A source that never fetches the commit
+// within the wait (revoked credentials, a wrong URL, source-controller not running) ends it
+// with engine.ErrNotFetched, quoting the source's Ready condition: Flux applied nothing of the
+// commit, so that is not a failed rollout.
+//
+// With engine.Request.Reapply the Kustomization is annotated too, so that Flux applies its
+// revision again (`deliver apply`, after drift); without the right to patch it, Sync warns and
+// waits as for a deploy.
 package flux
 
 import (
@@ -116,6 +123,7 @@ func (f *Flux) read(ctx context.Context) (*objects, error) {
 	st.Path, _, _ = unstructured.NestedString(ks.Object, "spec", "path")
 	o.ksSuspend, _, _ = unstructured.NestedBool(ks.Object, "spec", "suspend")
 	st.Ready, st.Reason, st.Message = condition(ks, "Ready")
+	st.Conditions = conditions(ks)
 	applied, _, _ := unstructured.NestedString(ks.Object, "status", "lastAppliedRevision")
 	st.Applied = commitOf(applied)
 	st.Attempted = commitOf(attempted(ks))
@@ -139,6 +147,7 @@ func (f *Flux) read(ctx context.Context) (*objects, error) {
 	st.SourceURL, _, _ = unstructured.NestedString(src.Object, "spec", "url")
 	st.SourceBranch = sourceBranch(src)
 	o.srcSuspend, _, _ = unstructured.NestedBool(src.Object, "spec", "suspend")
+	st.SourceReady, st.SourceReason, st.SourceMessage = condition(src, "Ready")
 	fetched, _, _ := unstructured.NestedString(src.Object, "status", "artifact", "revision")
 	st.Fetched = commitOf(fetched)
 	switch {
@@ -229,14 +238,19 @@ func (f *Flux) Sync(ctx context.Context, req engine.Request) (engine.Result, err
 	if err := f.annotate(wctx, o.srcRef, token); err != nil {
 		return engine.Result{}, fmt.Errorf("asking Flux to fetch %s now: %w", o.srcRef, err)
 	}
-	if req.Reapply {
-		if err := f.annotate(wctx, f.kustomization(), token); err != nil {
-			return engine.Result{}, fmt.Errorf("asking Flux to apply %s again: %w", f.kustomization(), err)
-		}
-	}
 	w := &waiter{f: f, req: req, start: start, contains: map[string]bool{}, srcRef: o.srcRef}
 	if req.Reapply {
-		w.token = token
+		err := f.annotate(wctx, f.kustomization(), token)
+		switch {
+		case err == nil:
+			w.token = token
+		case errors.Is(err, cluster.ErrUnauthorized):
+			// Re-applying is what `patch` on the Kustomization is for; deploying does not need
+			// it. Without it, wait for the revision as a deploy does.
+			f.opts.Warn(fmt.Sprintf("cannot ask Flux to apply %s again (%v): waiting for it to apply the branch's tip, without correcting drift; grant patch on it to re-apply", f.kustomization(), err))
+		default:
+			return engine.Result{}, fmt.Errorf("asking Flux to apply %s again: %w", f.kustomization(), err)
+		}
 	}
 	req.Progress(fmt.Sprintf("%s: asked Flux to fetch %s now; waiting for %s", f.kustomization(), o.srcRef, engine.ShortCommit(req.Commit)))
 	res, err := w.run(ctx, wctx, o)
@@ -246,6 +260,10 @@ func (f *Flux) Sync(ctx context.Context, req engine.Request) (engine.Result, err
 	inventory, err := inventoryOf(w.last.ks)
 	if err != nil {
 		return res, fmt.Errorf("reading the inventory of %s: %w", f.kustomization(), err)
+	}
+	res.Inventory = inventory
+	if req.SkipRollout {
+		return res, nil
 	}
 	remaining := time.Until(start.Add(req.Timeout))
 	if remaining <= 0 {
@@ -476,6 +494,8 @@ func (w *waiter) timedOut() error {
 		if w.undecided != nil {
 			detail += fmt.Sprintf("; whether it contains the commit could not be decided: %v", w.undecided)
 		}
+		// Flux never had the commit: nothing of it was applied, and it is no failed rollout.
+		return fmt.Errorf("%w: %s", engine.ErrNotFetched, detail)
 	default:
 		detail = fmt.Sprintf("%s did not apply a revision containing %s within %s: last applied %s, last attempted %s, Ready=%s %s: %s",
 			w.f.kustomization(), engine.ShortCommit(w.req.Commit), limit, orNone(engine.ShortCommit(st.Applied)), orNone(engine.ShortCommit(st.Attempted)), orEmpty(st.Ready), st.Reason, st.Message)
@@ -488,6 +508,25 @@ func orEmpty(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// conditions lists u's status conditions.
+func conditions(u *unstructured.Unstructured) []engine.Condition {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	out := make([]engine.Condition, 0, len(conds))
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok {
+			continue
+		}
+		var cond engine.Condition
+		cond.Type, _ = m["type"].(string)
+		cond.Status, _ = m["status"].(string)
+		cond.Reason, _ = m["reason"].(string)
+		cond.Message, _ = m["message"].(string)
+		out = append(out, cond)
+	}
+	return out
 }
 
 // condition returns the status, reason and message of u's condition typ ("" if it has none).

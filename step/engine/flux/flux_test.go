@@ -438,7 +438,8 @@ func TestSyncReapply(t *testing.T) {
 }
 
 // TestSyncSourceCannotFetch: when the source cannot fetch (its credentials were revoked),
-// Sync runs out of time as a failed rollout and quotes the source's own condition.
+// Sync runs out of time with engine.ErrNotFetched, not as a failed rollout (nothing was applied,
+// and a revert would not be fetched either), and quotes the source's own condition.
 func TestSyncSourceCannotFetch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
@@ -449,8 +450,8 @@ func TestSyncSourceCannotFetch(t *testing.T) {
 	repo := e.clone()
 	commit := e.setImage(repo, "registry.example/team/web:2.0")
 	_, err := e.engine.Sync(ctx, engine.Request{Commit: commit, Contains: containsIn(repo), Timeout: 15 * time.Second, Progress: e.logf("sync")})
-	if !errors.Is(err, cluster.ErrRolloutFailed) || errors.Is(err, engine.ErrFailed) {
-		t.Fatalf("Sync = %v, want a timeout wrapping cluster.ErrRolloutFailed", err)
+	if !errors.Is(err, engine.ErrNotFetched) || errors.Is(err, cluster.ErrRolloutFailed) || errors.Is(err, engine.ErrFailed) {
+		t.Fatalf("Sync = %v, want a timeout wrapping engine.ErrNotFetched only", err)
 	}
 	if !strings.Contains(err.Error(), "did not fetch a revision containing "+commit[:12]) || !strings.Contains(err.Error(), "Ready=False") {
 		t.Errorf("error %q does not say the source did not fetch the commit, with its Ready condition", err)
