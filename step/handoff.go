@@ -336,7 +336,7 @@ func notApplied(ctx context.Context, repo *configrepo.Repo, tip plumbing.Hash, a
 func writeEngineState(w io.Writer, st engine.State, branch, tip string, applied bool, pending []*object.Commit) {
 	fmt.Fprintf(w, "# %s (builds %s from %s, %s branch %s)\n", st.Object, orDash(st.Path), st.Source, st.SourceURL, orDash(st.SourceBranch))
 	if st.Suspended {
-		fmt.Fprintf(w, "suspended: yes%s (Flux applies nothing until it is resumed)\n", by(st.SuspendedBy))
+		fmt.Fprintf(w, "suspended: %s%s (Flux applies nothing until it is resumed)\n", st.SuspendedObject, by(st.SuspendedBy))
 	} else {
 		fmt.Fprintln(w, "suspended: no")
 	}

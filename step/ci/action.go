@@ -50,6 +50,8 @@ func ActionInputs() []ActionInput {
 		{"wait", "DELIVER_WAIT", "true"},
 		{"timeout", "DELIVER_TIMEOUT", "5m"},
 		{"force_conflicts", "DELIVER_FORCE_CONFLICTS", "false"},
+		{"apply_via", "DELIVER_APPLY_VIA", ""},
+		{"flux_kustomization", "DELIVER_FLUX_KUSTOMIZATION", ""},
 		{"via", "DELIVER_VIA", ""},
 		{"forge", "DELIVER_FORGE", ""},
 		{"auto_merge", "DELIVER_AUTO_MERGE", "false"},

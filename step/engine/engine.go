@@ -110,9 +110,9 @@ type State struct {
 	Source, SourceURL, SourceBranch string
 	// Path is the directory of the repo the engine builds, as the object names it.
 	Path string
-	// Suspended tells whether the object (or its source) is suspended, and by whom.
-	Suspended   bool
-	SuspendedBy string
+	// Suspended tells whether the object (or its source) is suspended, which one, and by whom.
+	Suspended                    bool
+	SuspendedObject, SuspendedBy string
 	// Ready is the object's Ready condition: "True", "False" or "Unknown" ("" if it has none),
 	// with its reason and message.
 	Ready, Reason, Message string

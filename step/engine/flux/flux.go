@@ -152,9 +152,9 @@ func (f *Flux) read(ctx context.Context) (*objects, error) {
 	st.Fetched = commitOf(fetched)
 	switch {
 	case o.ksSuspend:
-		st.Suspended, st.SuspendedBy = true, suspendedBy(ks)
+		st.Suspended, st.SuspendedObject, st.SuspendedBy = true, st.Object, suspendedBy(ks)
 	case o.srcSuspend:
-		st.Suspended, st.SuspendedBy = true, suspendedBy(src)
+		st.Suspended, st.SuspendedObject, st.SuspendedBy = true, st.Source, suspendedBy(src)
 	}
 	return o, nil
 }
@@ -524,6 +524,7 @@ func conditions(u *unstructured.Unstructured) []engine.Condition {
 		cond.Status, _ = m["status"].(string)
 		cond.Reason, _ = m["reason"].(string)
 		cond.Message, _ = m["message"].(string)
+		cond.Message = strings.TrimSpace(cond.Message)
 		out = append(out, cond)
 	}
 	return out
@@ -543,7 +544,7 @@ func condition(u *unstructured.Unstructured, typ string) (status, reason, messag
 		status, _ = m["status"].(string)
 		reason, _ = m["reason"].(string)
 		message, _ = m["message"].(string)
-		return status, reason, message
+		return status, reason, strings.TrimSpace(message)
 	}
 	return "", "", ""
 }
