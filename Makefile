@@ -55,7 +55,7 @@ k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler
 gitea-bins: ## build the Gitea server of the pull-request tests from the Go module proxy (cached)
 	hack/gitea-bins.sh "$(GITEA_BINS)"
 
-demo: k8s-bins gitea-bins build ## run deliver against a local git server, registry, control plane and Gitea forge, and tell the story
+demo: k8s-bins gitea-bins flux-bins build ## run deliver against a local git server, registry, control plane, Gitea forge and Flux controllers, and tell the story
 	$(GO) run ./hack/demo --deliver bin/deliver
 
 clean: ## remove build output

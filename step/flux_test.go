@@ -562,3 +562,29 @@ func TestFluxPullRequestWaitMerged(t *testing.T) {
 		t.Errorf("the Deployment's field managers are %q: deliver applied it itself", m)
 	}
 }
+
+// TestFluxSourceCannotFetch: when Flux's source cannot fetch the config repo (its credentials
+// are gone), the deploy ends with exit 6 quoting the source's condition, and is not reverted:
+// Flux applied nothing of it, and would not fetch a revert either.
+func TestFluxSourceCannotFetch(t *testing.T) {
+	t.Parallel()
+	fc := newFluxConfig(t, fluxOptions{services: []string{"web"}, envs: []string{"staging"}, policy: fluxPolicy})
+	fc.PushImage(t, "team/web", "1.0.0")
+	if err := fc.flux.Patch(context.Background(), testenv.GitRepositoryGVR, "config", []byte(`{"spec":{"secretRef":null}}`)); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, nil, args([]string{"deploy", "--env", "staging", "--image", "web=" + fc.Reg.Ref("team/web", "1.0.0"),
+		"--kubeconfig", fc.cl.Kubeconfig, "--timeout", "15s"}, fc.GitArgs())...)
+	if r.code != step.ExitApply {
+		t.Fatalf("exit %d, want %d (Flux did not fetch the commit)\n%s", r.code, step.ExitApply, r)
+	}
+	pushed := fc.Head(t)
+	for _, s := range []string{"GitRepository/" + fc.flux.Namespace + "/config did not fetch a revision containing " + pushed[:12], "Ready=False", "is not reverted"} {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("stderr does not say %q:\n%s", s, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "reverting") {
+		t.Errorf("deliver reverted a change Flux never fetched:\n%s", r.stderr)
+	}
+}

@@ -2,9 +2,9 @@
 // starts and stops itself: a git smart-HTTP server holding a config repo made from
 // examples/config-repo, an OCI registry with two builds of a demo image, a Kubernetes control
 // plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, which runs the
-// pods on a simulated node), and a Gitea forge. It deploys to staging and production, rolls
-// production back by tag, then deploys to a protected production through pull requests, and
-// tells the story. `make demo` builds what it needs and runs it.
+// pods on a simulated node), a Gitea forge and Flux's controllers. It deploys to staging and
+// production, rolls production back by tag, then deploys to a protected production through pull
+// requests and to qa through Flux, and tells the story. `make demo` builds what it needs and runs it.
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -85,6 +86,9 @@ func run(ctx context.Context, deliver, examples string, verbose bool) error {
 		return err
 	}
 	defer os.RemoveAll(seed)
+	if err := addFluxEnvironment(seed); err != nil {
+		return err
+	}
 	if d.repoURL, err = d.git.CreateRepo("config", "main", seed); err != nil {
 		return err
 	}
@@ -152,6 +156,9 @@ func run(ctx context.Context, deliver, examples string, verbose bool) error {
 	if err := d.protected(ctx, seed); err != nil {
 		return err
 	}
+	if err := d.flux(ctx); err != nil {
+		return err
+	}
 	fmt.Printf("\ndemo finished in %s; stopping the servers.\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
@@ -214,6 +221,79 @@ func (d *demo) protected(ctx context.Context, seed string) error {
 	return d.running(ctx, "web-production")
 }
 
+// addFluxEnvironment adds the environment qa to the seed: an overlay like staging's in the
+// namespace web-qa, which deliver.yaml hands to Flux (the Kustomization flux-system/qa).
+func addFluxEnvironment(seed string) error {
+	dir := filepath.Join(seed, "overlays", "qa")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"kustomization.yaml", "namespace.yaml"} {
+		b, err := os.ReadFile(filepath.Join(seed, "overlays", "staging", name))
+		if err != nil {
+			return err
+		}
+		b = bytes.ReplaceAll(b, []byte("web-staging"), []byte("web-qa"))
+		b = bytes.Replace(b, []byte("# Staging: every push to the app's main branch lands here automatically."), []byte("# QA: applied by Flux, which deliver asks to reconcile and waits for."), 1)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	policy := filepath.Join(seed, "deliver.yaml")
+	b, err := os.ReadFile(policy)
+	if err != nil {
+		return err
+	}
+	b = bytes.Replace(b, []byte("  production:\n"), []byte("  qa:\n    # Flux applies qa: deliver pushes, asks Flux to reconcile now and waits for it.\n    apply: flux\n    flux:\n      kustomization: flux-system/qa\n  production:\n"), 1)
+	return os.WriteFile(policy, b, 0o644)
+}
+
+// flux tells the hand-off story: Flux's source-controller and kustomize-controller run against
+// the control plane and reconcile qa from the config repo; deliver pushes, asks Flux to fetch
+// now, and waits until Flux applied the commit and the pods run it, without writing to the
+// cluster itself; then a deploy whose rollout never becomes ready is reverted through Flux.
+func (d *demo) flux(ctx context.Context) error {
+	fmt.Println()
+	fmt.Println("starting Flux's source-controller and kustomize-controller against the control plane (built by `make flux-bins`) ...")
+	f, err := testenv.StartFlux(ctx, d.cluster, testenv.FluxOptions{Namespace: "flux-system"})
+	if err != nil {
+		return err
+	}
+	defer f.Stop()
+	if err := f.CreateGitRepository(ctx, testenv.GitRepository{Name: "config", URL: d.repoURL, Branch: "main", Username: d.git.Username, Password: d.git.Password}); err != nil {
+		return err
+	}
+	// Flux's own health checks (spec.wait) poll every 5 s; deliver waits for the rollout itself.
+	if err := f.CreateKustomization(ctx, testenv.Kustomization{Name: "qa", Source: "config", Path: "./overlays/qa", Prune: true}); err != nil {
+		return err
+	}
+	d.say("17. Flux runs in the cluster (namespace flux-system, started in %s): the GitRepository config follows main, the Kustomization qa applies overlays/qa. deliver.yaml says qa: apply: flux.", f.StartupTime.Round(100*time.Millisecond))
+	automated := []string{"CI_PIPELINE_SOURCE=push"}
+	if err := d.deliverCmd(ctx, "18. The pipeline for 1.1.0 deploys to qa: deliver pushes, asks Flux to fetch now, and waits until Flux applied the commit and the pods run it (it applies nothing itself)", automated, 0,
+		"deploy", "--env", "qa", "--image", "web="+d.reg.Ref("team/web", "1.1.0")); err != nil {
+		return err
+	}
+	if err := d.running(ctx, "web-qa"); err != nil {
+		return err
+	}
+	if err := d.deliverCmd(ctx, "19. deliver diff shows the Kustomization's state against the branch's tip", automated, 0,
+		"diff", "--env", "qa"); err != nil {
+		return err
+	}
+	never, err := testenv.RandomImage(time.Now())
+	if err != nil {
+		return err
+	}
+	if _, err := d.reg.PushImage("team/never-ready", never, "1.2.0"); err != nil {
+		return err
+	}
+	if err := d.deliverCmd(ctx, "20. A build whose pods never become ready: Flux applies it, the rollout times out (exit 7), deliver pushes the revert and waits for Flux to apply it", automated, 7,
+		"deploy", "--env", "qa", "--image", "web="+d.reg.Ref("team/never-ready", "1.2.0"), "--timeout", "10s"); err != nil {
+		return err
+	}
+	return d.running(ctx, "web-qa")
+}
+
 // mergePull merges pull request number of the demo's forge repo, as a reviewer would, waiting out
 // Gitea's "Please try again later" while it checks the new head.
 func mergePull(ctx context.Context, g *testenv.Gitea, number int) error {
@@ -272,8 +352,11 @@ func (d *demo) run(ctx context.Context, title string, env []string, wantCode int
 	d.say("%s:", title)
 	full := append(append([]string{}, args...), repoArgs...)
 	switch args[0] {
-	case "deploy", "rollback", "apply":
-		full = append(full, "--kubeconfig", d.cluster.Kubeconfig, "--timeout", "60s")
+	case "deploy", "rollback", "apply", "diff":
+		full = append(full, "--kubeconfig", d.cluster.Kubeconfig)
+		if !slices.Contains(args, "--timeout") {
+			full = append(full, "--timeout", "60s")
+		}
 	}
 	fmt.Printf("   $ deliver %s\n", strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, d.deliver, full...)
@@ -300,7 +383,7 @@ func (d *demo) run(ctx context.Context, title string, env []string, wantCode int
 			if strings.Contains(line, "section_") {
 				continue
 			}
-			for _, key := range []string{" done in ", " -> ", " ready", "pushed ", "refused", "locked", "previous release", "error:", "pull request #", " merged as "} {
+			for _, key := range []string{" done in ", " -> ", " ready", "pushed ", "refused", "locked", "previous release", "error:", "pull request #", " merged as ", "Flux", ": applied ", " fetched ", "reverting"} {
 				if strings.Contains(line, key) {
 					fmt.Println("   " + line)
 					break
@@ -311,11 +394,15 @@ func (d *demo) run(ctx context.Context, title string, env []string, wantCode int
 	if code != wantCode {
 		return fmt.Errorf("deliver %s exited %d, want %d:\n%s", args[0], code, wantCode, stderr.String())
 	}
+	if code == 7 {
+		d.say("   deliver exited 7, as it should: the rollout failed and the change was reverted")
+		return nil
+	}
 	if code != 0 {
 		d.say("   deliver exited %d, as it should: nothing was pushed or applied", code)
 		return nil
 	}
-	d.say("   result: %s", strings.TrimSpace(stdout.String()))
+	d.say("   result: %s", strings.ReplaceAll(strings.TrimSpace(stdout.String()), "\n", "\n           "))
 	return nil
 }
 
