@@ -99,10 +99,10 @@ release: ## release the tag VERSION=vX.Y.Z checked out: push the image to RELEAS
 bench-bins: ## build the kustomize CLI for the benchmark baseline (cached, like k8s-bins)
 	hack/bench-bins.sh "$(BENCH_BINS)"
 
-bench: k8s-bins bench-bins build ## benchmark deliver against the scripted baseline (P1-P5) and write BENCHMARKS.md; BENCH_FLAGS=--latency=20ms
+bench: k8s-bins flux-bins bench-bins build ## benchmark deliver against the scripted baseline (P1-P5) and through Flux (P6), and write BENCHMARKS.md; BENCH_FLAGS=--latency=20ms or --only=p6
 	$(GO) run ./bench --deliver bin/deliver --write BENCHMARKS.md $(BENCH_FLAGS)
 
-bench-smoke: k8s-bins bench-bins ## every benchmark scenario at tiny sizes, checking correctness only (go test ./bench; part of make test)
+bench-smoke: k8s-bins flux-bins bench-bins ## every benchmark scenario at tiny sizes, checking correctness only (go test ./bench; part of make test)
 	$(GO) test -count=1 -run 'TestSmoke|TestWriteSection|TestParsePhases' ./bench
 
 stress: k8s-bins bench-bins build ## contention at 32 pipelines x 20 trials: zero lost, linear history, every commit renders; into BENCHMARKS.md

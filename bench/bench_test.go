@@ -35,7 +35,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	env, err := StartEnv(ctx, tools, 0, true, t.Logf)
 	if err != nil {
@@ -43,7 +43,7 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Cleanup(env.Close)
 	rep := &Report{Started: time.Now(), Machine: machine(), Versions: versions(ctx, tools), Sizes: SmokeSizes}
-	all := map[string]bool{"p1": true, "p2": true, "p3": true, "p4": true, "p5": true, "stress": true}
+	all := map[string]bool{"p1": true, "p2": true, "p3": true, "p4": true, "p5": true, "p6": true, "stress": true}
 	if err := RunScenarios(ctx, env, rep, all, filepath.Join(t.TempDir(), "no-image")); err != nil {
 		t.Fatal(err)
 	}
@@ -91,13 +91,26 @@ func TestSmoke(t *testing.T) {
 	if len(rep.P5.Version) != SmokeSizes.P5Runs || rep.P5.Image != nil || rep.P5.ImageNotMeasured == "" {
 		t.Errorf("P5: %d version runs, image %v (%q)", len(rep.P5.Version), rep.P5.Image, rep.P5.ImageNotMeasured)
 	}
+	for _, row := range rep.P6.Rows {
+		if len(row.Runs) != SmokeSizes.P6Runs {
+			t.Errorf("P6 %s: %d runs, want %d", row.Name, len(row.Runs), SmokeSizes.P6Runs)
+		}
+		for _, r := range row.Runs {
+			if pushToReady(r, row.Flux) <= 0 {
+				t.Errorf("P6 %s: no push-to-ready time in deliver's stderr:\n%s", row.Name, r.Stderr)
+			}
+			if _, applied, _, ok := fluxTimes(r); row.Flux && (!ok || applied <= 0) {
+				t.Errorf("P6 %s: deliver's stderr does not say when Flux applied the commit:\n%s", row.Name, r.Stderr)
+			}
+		}
+	}
 	st := rep.Stress
 	if st.Landed != st.Deploys || st.Failed != 0 || st.Lost != 0 || st.NonLinear != 0 || st.NotRendering != 0 ||
 		st.CommitsChecked != st.Trials*(st.N+1) {
 		t.Errorf("stress: %+v", *st)
 	}
 	md := rep.Markdown()
-	for _, want := range []string{"#### P1", "#### P2", "#### P3", "#### P4", "#### P5", "#### Stress", "#### Targets"} {
+	for _, want := range []string{"#### P1", "#### P2", "#### P3", "#### P4", "#### P5", "#### P6", "#### Stress", "#### Targets"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report has no %q section:\n%s", want, md)
 		}

@@ -5,7 +5,8 @@
 // server, an OCI registry and a Kubernetes control plane from internal/testenv.
 //
 // Scenarios (issue 7): P1 single deploy, P2 contention, P3 history growth, P4 apply scale,
-// P5 image size and start time; --stress runs the contention test at 32 pipelines × 20
+// P5 image size and start time; (issue 17) P6 push to ready through Flux against the direct
+// apply; --stress runs the contention test at 32 pipelines × 20
 // trials and checks that no update is lost, the history stays linear and every commit
 // renders. The report is Markdown on stdout; --write FILE also puts it into FILE between
 // markers named after the run (results, results-latency-20ms, stress), keeping the rest of
@@ -38,7 +39,7 @@ func main() {
 	flag.StringVar(&o.kubectl, "kubectl", "", "kubectl for the baseline (default: the k8s bin dir's, see `make k8s-bins`)")
 	flag.StringVar(&o.kustomize, "kustomize", "", "kustomize CLI for the baseline (default: $DELIVER_BENCH_BINS/kustomize, see `make bench-bins`)")
 	flag.DurationVar(&o.latency, "latency", 0, "delay added to every request to the git server and the registry (e.g. 20ms, a remote forge)")
-	flag.StringVar(&o.only, "only", "p1,p2,p3,p4,p5", "scenarios to run, comma-separated")
+	flag.StringVar(&o.only, "only", defaultOnly, "scenarios to run, comma-separated")
 	flag.BoolVar(&o.stress, "stress", false, "run only the stress test: contention at 32 pipelines × 20 trials")
 	flag.BoolVar(&o.smoke, "smoke", false, "tiny sizes: seconds, for checking the harness")
 	flag.StringVar(&o.set, "set", "", "override sizes, e.g. P3Commits=1000,P3Runs=1,P2N=1+8 (field names of Sizes; lists joined with +)")
@@ -55,6 +56,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// defaultOnly is every scenario but the stress test.
+const defaultOnly = "p1,p2,p3,p4,p5,p6"
 
 type options struct {
 	deliver, kubectl, kustomize string
@@ -181,7 +185,7 @@ func run(ctx context.Context, o options) error {
 	}
 	rep := &Report{Started: start, Latency: o.latency, Machine: machine(), Versions: versions(ctx, tools), Sizes: sizes}
 	logf("starting servers (latency %s)", o.latency)
-	env, err := StartEnv(ctx, tools, o.latency, want["p1"] || want["p4"], logf)
+	env, err := StartEnv(ctx, tools, o.latency, want["p1"] || want["p4"] || want["p6"], logf)
 	if err != nil {
 		return err
 	}
@@ -205,6 +209,10 @@ func run(ctx context.Context, o options) error {
 			name, title = "stress", "Stress results (`make stress`)"
 		case o.latency > 0:
 			name, title = "results-latency-"+o.latency.String(), "Results with "+o.latency.String()+" latency (`make bench BENCH_FLAGS=--latency="+o.latency.String()+"`)"
+		case o.only != defaultOnly:
+			// A subset gets a section of its own, so that it does not replace the full run's.
+			only := strings.ReplaceAll(o.only, " ", "")
+			name, title = "results-"+strings.ReplaceAll(only, ",", "-"), "Results of "+strings.ToUpper(only)+" (`make bench BENCH_FLAGS=--only="+only+"`)"
 		}
 		if o.smoke {
 			name += "-smoke"
@@ -232,6 +240,7 @@ func RunScenarios(ctx context.Context, env *Env, rep *Report, want map[string]bo
 		{"p2", func() (err error) { rep.P2, err = P2(ctx, env, im, s); return err }},
 		{"p3", func() (err error) { rep.P3, err = P3(ctx, env, im, s); return err }},
 		{"p4", func() (err error) { rep.P4, err = P4(ctx, env, im, s); return err }},
+		{"p6", func() (err error) { rep.P6, err = P6(ctx, env, im, s); return err }},
 		{"stress", func() (err error) { rep.Stress, err = Stress(ctx, env, im, s.StressN, s.StressTrials); return err }},
 	}
 	for _, st := range steps {

@@ -24,6 +24,7 @@ type Report struct {
 	P3       *P3Result
 	P4       *P4Result
 	P5       *P5Result
+	P6       *P6Result
 	Stress   *StressResult
 	// Busy lists how busy the CPUs were (over 2 s) before each scenario started.
 	Busy []string
@@ -223,6 +224,9 @@ func (r *Report) Markdown() string {
 		}
 		targets = append(targets, [3]string{"P5 start ≤ 50 ms", fmt.Sprintf("%.1f ms", float64(st.Median)/1e6), met(st.Median <= 50*time.Millisecond)})
 	}
+	if x := r.P6; x != nil {
+		p6Markdown(p, x)
+	}
 	if x := r.Stress; x != nil {
 		st := durStats(x.Walls)
 		p("#### Stress: %d pipelines × %d trials (deliver, `--no-apply`)\n\n", x.N, x.Trials)
@@ -358,4 +362,44 @@ func loadNow() string {
 		return ""
 	}
 	return ", at the end " + strings.Join(strings.Fields(string(data))[:3], " ")
+}
+
+// p6Markdown renders P6: push to ready through Flux against the direct apply.
+func p6Markdown(p func(string, ...any), x *P6Result) {
+	n := 0
+	if len(x.Rows) > 0 {
+		n = len(x.Rows[0].Runs)
+	}
+	p("#### P6 hand-off to Flux: %d services, overlay of %d objects, one image per deploy (median of %d runs each; min–max)\n\n", x.Services, x.Objects, n)
+	p("| how | end to end | push → ready | Flux fetched the commit | Flux applied it (its reconcile latency) | workloads rolled out | Flux's share of push → ready |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	rng := func(ds []time.Duration) string {
+		st := durStats(ds)
+		return fmt.Sprintf("%s (%s–%s)", ms(st.Median), ms(st.Min), ms(st.Max))
+	}
+	for _, row := range x.Rows {
+		var ready, fetched, applied, rolled []time.Duration
+		var shares []float64
+		for _, r := range row.Runs {
+			pr := pushToReady(r, row.Flux)
+			ready = append(ready, pr)
+			if f, a, ro, ok := fluxTimes(r); ok {
+				fetched, applied, rolled = append(fetched, f), append(applied, a), append(rolled, max(ro, a))
+				if pr > 0 {
+					shares = append(shares, float64(a)/float64(pr))
+				}
+			}
+		}
+		if !row.Flux {
+			p("| %s | %s | %s | — | — | — | — |\n", row.Name, rng(walls(row.Runs)), rng(ready))
+			continue
+		}
+		share := "—"
+		if len(shares) > 0 {
+			sort.Float64s(shares)
+			share = fmt.Sprintf("%.0f%%", 100*shares[len(shares)/2])
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", row.Name, rng(walls(row.Runs)), rng(ready), rng(fetched), rng(applied), rng(rolled), share)
+	}
+	p("\n")
+	p("Push → ready is deliver's `apply` + `wait` phases for the direct apply, and its `reconcile` phase through Flux (from the end of the push: the reconcile request, Flux's fetch, build, apply, then the rollout). The Flux columns count from deliver's request, as deliver reports them; Flux's share is the median of each run's applied / push → ready, the part deliver cannot shorten. The Flux controllers started in %s.\n\n", ms(x.FluxStart))
 }

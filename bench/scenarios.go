@@ -29,6 +29,7 @@ type Sizes struct {
 	P5Runs                int
 	StressN, StressTrials int
 	RoundRuns             int
+	P6Services, P6Runs    int
 }
 
 // DefaultSizes are the sizes of issue 7.
@@ -39,7 +40,8 @@ var DefaultSizes = Sizes{
 	P4Objects: 1000, P4Runs: 3,
 	P5Runs:  50,
 	StressN: 32, StressTrials: 20,
-	RoundRuns: 10,
+	RoundRuns:  10,
+	P6Services: 20, P6Runs: 7,
 }
 
 // SmokeSizes keep every code path alive in a few seconds.
@@ -50,7 +52,8 @@ var SmokeSizes = Sizes{
 	P4Objects: 40, P4Runs: 1,
 	P5Runs:  3,
 	StressN: 4, StressTrials: 1,
-	RoundRuns: 2,
+	RoundRuns:  2,
+	P6Services: 2, P6Runs: 1,
 }
 
 // images pushes a new random image for each tag of repo once and remembers its digest.
@@ -546,7 +549,7 @@ func (e *Env) renders(t Target, commit string) error {
 // fmtPhases lists phase durations in the order they run.
 func fmtPhases(p map[string]time.Duration) string {
 	var parts []string
-	for _, k := range []string{"verify", "clone", "edit", "commit", "push", "apply", "wait"} {
+	for _, k := range []string{"verify", "clone", "edit", "commit", "push", "apply", "wait", "reconcile"} {
 		if d, ok := p[k]; ok {
 			parts = append(parts, k+" "+ms(d))
 		}
