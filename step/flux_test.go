@@ -23,10 +23,12 @@ import (
 // kustomize-controller (internal/testenv), each test with controllers of its own that watch a
 // namespace of their own, against the shared cluster.
 //
-// Flux's Kustomization runs health checks with spec.wait, every 5 s (hard-coded), and gives up
-// after spec.timeout, which Flux raises to at least 30 s: a never-ready rollout then takes 30 s
-// to be reported. The tests set wait only where they exercise it (the Kustomization's own
-// health checks) and otherwise let deliver wait for the rollout itself, bounded by --timeout.
+// Flux's Kustomization runs health checks with spec.wait, polling every 5 s (hard-coded), and
+// gives up after spec.timeout, which Flux raises to at least 30 s: a never-ready rollout then
+// takes 30 s to be reported, and a rollout not complete at the first check costs 5 s. The tests
+// set wait only where they exercise it (Flux's own health checks, and Flux's failures, which
+// come at once either way) and otherwise let deliver wait for the rollout itself, bounded by
+// --timeout.
 
 // fluxConfig is a config repo and a registry with the real Flux controllers reconciling each
 // environment's overlay through a Kustomization named after the environment, from the
