@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -42,7 +43,7 @@ type Options struct {
 	Context string
 	// Getenv reads KUBECONFIG, HOME and the in-cluster variables
 	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT; nil means
-	// os.Getenv.
+	// os.Getenv. Nothing else reads the process's environment.
 	Getenv func(string) string
 	// Warn receives the API server's warnings (deprecated APIs, for
 	// example); nil drops them.
@@ -169,7 +170,7 @@ func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string,
 		v := getenv(clientcmd.RecommendedConfigPathEnvVar)
 		return fromFiles(&clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(v)}, opts.Context, "$KUBECONFIG ("+v+")")
 	case opts.Context == "" && getenv("KUBERNETES_SERVICE_HOST") != "" && getenv("KUBERNETES_SERVICE_PORT") != "":
-		cfg, err := rest.InClusterConfig()
+		cfg, err := inClusterConfig(getenv)
 		if err != nil {
 			return nil, "", fmt.Errorf("loading in-cluster configuration: %w: %w", ErrInvalid, err)
 		}
@@ -177,17 +178,38 @@ func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string,
 	}
 	home := getenv("HOME")
 	if home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and no home directory: %w", ErrInvalid, err)
-		}
-		home = h
+		return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and no home directory ($HOME)", ErrInvalid)
 	}
 	path := filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)
 	if _, err := os.Stat(path); err != nil {
 		return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and %s: %w", ErrInvalid, path, err)
 	}
 	return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: path}, opts.Context, "kubeconfig "+path)
+}
+
+// The service account files of a pod, where rest.InClusterConfig reads them.
+const (
+	inClusterTokenFile  = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	inClusterRootCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+)
+
+// inClusterConfig is rest.InClusterConfig with the API server's address read through getenv
+// (rest.InClusterConfig reads the process's environment).
+func inClusterConfig(getenv func(string) string) (*rest.Config, error) {
+	host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
+	token, err := os.ReadFile(inClusterTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &rest.Config{
+		Host:            "https://" + net.JoinHostPort(host, port),
+		BearerToken:     string(token),
+		BearerTokenFile: inClusterTokenFile,
+	}
+	if _, err := os.Stat(inClusterRootCAFile); err == nil {
+		cfg.TLSClientConfig.CAFile = inClusterRootCAFile // without it, the system's roots, as client-go does
+	}
+	return cfg, nil
 }
 
 // safeDetail returns ": " and the message of a kubeconfig decoding error if
