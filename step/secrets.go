@@ -21,7 +21,7 @@ func (r *runner) registerSecrets(c *cli.Context) {
 		}
 	}
 	if isSet(c, flagSSHKeyFile) {
-		if key, err := os.ReadFile(c.String(flagSSHKeyFile)); err == nil {
+		if key, err := os.ReadFile(r.path(c.String(flagSSHKeyFile))); err == nil {
 			r.redactor.Add(string(key))
 		}
 	}
@@ -42,7 +42,7 @@ func (r *runner) registerSecrets(c *cli.Context) {
 		if cfg, err = clientcmd.Load([]byte(c.String(flagKubeconfigDat))); err != nil {
 			r.redactor.Add(c.String(flagKubeconfigDat)) // unparseable: mask it whole
 		}
-	} else if path := firstNonEmpty(stringFlag(c, flagKubeconfig), r.getenv("KUBECONFIG")); path != "" {
+	} else if path := firstNonEmpty(r.path(stringFlag(c, flagKubeconfig)), r.getenv("KUBECONFIG")); path != "" {
 		cfg, _ = clientcmd.LoadFromFile(path)
 	}
 	if cfg != nil {
