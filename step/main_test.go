@@ -39,17 +39,22 @@ const runTimeout = 3 * time.Minute
 // then env (KEY=VALUE; a later value wins). Runs with different environments may run at once.
 func run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
+	return runIn(t, t.TempDir(), env, args...)
+}
+
+// runIn is run with dir as HOME and working directory.
+func runIn(t testing.TB, dir string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	home := t.TempDir()
 	vars := map[string]string{}
-	for _, kv := range append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "DOCKER_CONFIG=" + home, "TMPDIR=" + t.TempDir()}, env...) {
+	for _, kv := range append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "DOCKER_CONFIG=" + dir, "TMPDIR=" + t.TempDir()}, env...) {
 		k, v, _ := strings.Cut(kv, "=")
 		vars[k] = v
 	}
 	var stdout, stderr bytes.Buffer
 	code := step.Main(ctx, append([]string{"deliver"}, args...), step.IO{
-		Stdout: &stdout, Stderr: &stderr, Dir: home,
+		Stdout: &stdout, Stderr: &stderr, Dir: dir,
 		Getenv: func(k string) string { return vars[k] },
 	})
 	if ctx.Err() != nil {
