@@ -181,14 +181,11 @@ func TestTrigger(t *testing.T) {
 	t.Parallel()
 	flags := []cli.Flag{&cli.StringFlag{Name: flagTrigger}}
 	env := func(kv ...string) func(string) string {
-		return func(k string) string {
-			for i := 0; i < len(kv); i += 2 {
-				if kv[i] == k {
-					return kv[i+1]
-				}
-			}
-			return ""
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
 		}
+		return mapEnv(m)
 	}
 	tests := []struct {
 		name      string
