@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -53,10 +54,20 @@ func runIn(t testing.TB, dir string, env []string, args ...string) result {
 		vars[k] = v
 	}
 	var stdout, stderr bytes.Buffer
-	code := step.Main(ctx, append([]string{"deliver"}, args...), step.IO{
-		Stdout: &stdout, Stderr: &stderr, Dir: dir,
-		Getenv: func(k string) string { return vars[k] },
-	})
+	code := func() (code int) {
+		defer func() {
+			// A panic is what the process would have printed and exited 2 with, not the end
+			// of every test of the package.
+			if p := recover(); p != nil {
+				fmt.Fprintf(&stderr, "panic: %v\n\n%s", p, debug.Stack())
+				code = 2
+			}
+		}()
+		return step.Main(ctx, append([]string{"deliver"}, args...), step.IO{
+			Stdout: &stdout, Stderr: &stderr, Dir: dir,
+			Getenv: func(k string) string { return vars[k] },
+		})
+	}()
 	if ctx.Err() != nil {
 		t.Errorf("deliver %s ran longer than %s", strings.Join(args, " "), runTimeout)
 	}
