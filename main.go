@@ -5,14 +5,15 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
+	// Its init catches SIGINT and SIGTERM right after os/signal is initialised, before the
+	// other packages of the binary are (see the package doc).
+	"github.com/deliverhq/deliver/internal/interrupt"
 	"github.com/deliverhq/deliver/step"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupt.Context(context.Background())
 	code := step.Main(ctx, os.Args, step.IO{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv})
 	stop()
 	os.Exit(code)

@@ -14,6 +14,11 @@ import (
 // of which would otherwise take the build's memory and time without bound.
 var ErrTooLarge = errors.New("file too large to build")
 
+// MaxBuildFileSize bounds the size of every file a build reads (8 MiB). A file over it is
+// refused by its size, before it is read: the config repo's clone (step/configrepo) does not
+// even fetch such a file, and leaves a placeholder of at least that size in its place.
+const MaxBuildFileSize = maxBuildFile
+
 const (
 	// maxBuildFile bounds the size of every file the build reads.
 	maxBuildFile = 8 << 20
@@ -30,7 +35,9 @@ func checkBuildFile(path string) error {
 		return nil // kustomize reports it
 	}
 	if fi.Size() > maxBuildFile {
-		return fmt.Errorf("%w: %s is %d bytes (at most %d)", ErrTooLarge, path, fi.Size(), maxBuildFile)
+		// Not the size itself: the clone may hold a placeholder for a file it did not fetch,
+		// whose size says only that it is too large.
+		return fmt.Errorf("%w: %s is larger than the %d bytes (%d MiB) a build reads", ErrTooLarge, path, maxBuildFile, maxBuildFile>>20)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

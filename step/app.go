@@ -65,6 +65,12 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	r.ci = ci.Detect(r.getenv)
 	r.finish = func() { _ = outW.Flush(); _ = errW.Flush() }
 	defer r.finish()
+	if ctx.Err() != nil {
+		// Interrupted before it began (a signal during the process's start-up): nothing was
+		// done, and the exit code says interrupted, as for a signal at any later moment.
+		fmt.Fprintf(errW, "deliver: error: interrupted before starting (%v): nothing was done\n", context.Cause(ctx))
+		return ExitInterrupted
+	}
 	err := r.app().RunContext(ctx, args)
 	if err != nil {
 		err = red.Error(err)

@@ -26,6 +26,9 @@ type applier struct {
 	wait      bool
 	timeout   time.Duration
 	force     bool
+	// said holds the notes about replicas and the warnings already logged, so that the dry run
+	// before the push and the apply after it say each once.
+	said map[string]bool
 }
 
 // newApplier connects to the cluster (no request is made yet: a bad kubeconfig or context is
@@ -45,6 +48,7 @@ func (r *runner) newApplier(ctx context.Context, c *cli.Context, envName string)
 		wait:      c.Bool(flagWait),
 		timeout:   c.Duration(flagTimeout),
 		force:     c.Bool(flagForceConfl),
+		said:      map[string]bool{},
 	}, nil
 }
 
@@ -108,7 +112,62 @@ func (a *applier) applyOptions(ns string, dryRun bool) cluster.ApplyOptions {
 		ApplySet:         cluster.ApplySetRef{Name: "deliver-" + a.envName, Namespace: ns},
 		DryRun:           dryRun,
 		Tooling:          "deliver/" + version,
+		// An autoscaler's replica count is never reset: see README, "Replicas and autoscalers".
+		AutoscaledReplicas:  true,
+		KeepForeignReplicas: true,
 	}
+}
+
+// tell logs, once per run, what an apply (or its dry run) left to an autoscaler or to another
+// field manager, and what it could not check.
+func (a *applier) tell(res cluster.ApplyResult) {
+	once := func(s string) bool {
+		if a.said[s] {
+			return false
+		}
+		a.said[s] = true
+		return true
+	}
+	for _, w := range res.Warnings {
+		if once(w) {
+			a.r.rep.Warnf("%s", w)
+		}
+	}
+	for _, o := range res.Objects {
+		l := o.Replicas
+		switch {
+		case l == nil:
+		case l.Autoscaled:
+			if s := fmt.Sprintf("%s: spec.replicas is left to %s (%d now; the overlay's %d is not applied)", o.Ref, l.By, l.Live, l.Given); once(s) {
+				a.r.rep.Logf("%s", s)
+			}
+		default:
+			if s := fmt.Sprintf("%s: spec.replicas stays %d, as %s set it; the overlay says %d, and --%s never resets replicas (scale it to %d to hand it back to the overlay)",
+				o.Ref, l.Live, l.By, l.Given, flagForceConfl, l.Given); once(s) {
+				a.r.rep.Warnf("%s", s)
+			}
+		}
+	}
+}
+
+// preflight is the server-side dry run of the overlay at root/overlay (rendered, when already
+// built) that runs before the push: a field conflict, an object the API server rejects or a
+// request it forbids ends the run then, with nothing pushed, rather than after the commit is
+// on the branch.
+func (a *applier) preflight(ctx context.Context, root, overlay string, rendered resmap.ResMap) error {
+	objs, ns, err := a.objects(root, overlay, rendered)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, true))
+	a.tell(res)
+	if err = a.deadline(ctx, actx, "the server-side dry run", err); err != nil {
+		return fmt.Errorf("before pushing, %w; nothing was pushed", err)
+	}
+	a.r.rep.Logf("server-side dry run of %d object(s) passed", len(objs))
+	return nil
 }
 
 // deadline reports an operation that ran out of --timeout (and not because deliver was
@@ -148,6 +207,7 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 	// --timeout bounds the apply too: a hung API server must not hang deliver.
 	actx, cancel := context.WithTimeout(ctx, a.timeout)
 	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, false))
+	a.tell(res)
 	err = a.deadline(ctx, actx, "applying", err)
 	cancel()
 	if err != nil {
@@ -198,6 +258,7 @@ func (a *applier) dryRun(ctx context.Context, root, overlay string, rendered res
 	end := a.r.rep.Phase("apply", fmt.Sprintf("server-side dry run of %d object(s)", len(objs)))
 	actx, cancel := context.WithTimeout(ctx, a.timeout)
 	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, true))
+	a.tell(res)
 	err = a.deadline(ctx, actx, "the server-side dry run", err)
 	cancel()
 	if err != nil {

@@ -89,6 +89,14 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		}
 	}
 	var landed editResult
+	// The server-side dry run of the edited overlay runs once per deploy, on the first attempt
+	// that has something to commit: only there, after the policy check, is the edit rendered.
+	// A lost race does not repeat it: the new tip differs by other pipelines' changes, which
+	// they checked, while who owns the fields this change sets is the cluster's state, not the
+	// tip's; and a cluster round trip on every attempt would widen the window in which the next
+	// push loses, under exactly the contention that makes attempts repeat. --timeout bounds
+	// it, as it bounds the apply (the run's context, not the push's).
+	preflight, runCtx := ap != nil, ctx
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
 		forced, err := r.checkPolicy(ctx, dir, req, guard)
 		if err != nil {
@@ -100,6 +108,12 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			return "", nil, err
 		}
 		landed = er
+		if preflight {
+			preflight = false
+			if err := ap.preflight(runCtx, dir, req.overlay, er.rendered); err != nil {
+				return "", nil, err
+			}
+		}
 		rec := base
 		rec.Images = er.changes
 		rec.Forced = forced

@@ -116,7 +116,11 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 // deploy is `deliver deploy`.
 func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
-	out := ci.Outcome{Command: "deploy", Environment: envName, URL: c.String(flagEnvURL)}
+	out := ci.Outcome{Command: "deploy", Environment: envName}
+	var err error
+	if out.URL, err = envURL(c); err != nil {
+		return out, err
+	}
 	if c.NArg() > 0 {
 		return out, usage(fmt.Errorf("deploy takes no arguments (got %q); images go in --%s", c.Args().First(), flagImage))
 	}

@@ -34,6 +34,11 @@ const (
 	ExitPolicy = 8
 	// ExitRegistry: the registry could not be reached or kept failing.
 	ExitRegistry = 9
+	// ExitReport: the command did its work (what it pushed stays pushed, what it applied stays
+	// applied) but its CI outputs could not be written: GitHub's step outputs
+	// (GITHUB_OUTPUT) or job summary (GITHUB_STEP_SUMMARY), GitLab's dotenv report. The
+	// message names the file.
+	ExitReport = 10
 	// ExitInterrupted: deliver was interrupted (SIGINT/SIGTERM) or its deadline passed.
 	ExitInterrupted = 130
 )
@@ -52,6 +57,13 @@ func usage(err error) error {
 	return usageError{err}
 }
 
+// reportError marks a failure to write the CI outputs after the command's work was done
+// (exit code 10).
+type reportError struct{ err error }
+
+func (e reportError) Error() string { return e.err.Error() }
+func (e reportError) Unwrap() error { return e.err }
+
 // exitCodeError lets a command choose its exit code explicitly (diff's drift).
 type exitCodeError struct {
 	code int
@@ -68,10 +80,13 @@ func ExitCode(err error) int {
 	}
 	var ec exitCodeError
 	var ue usageError
+	var re reportError
 	var fe *kustomize.FileError
 	switch {
 	case errors.As(err, &ec):
 		return ec.code
+	case errors.As(err, &re):
+		return ExitReport
 	case errors.Is(err, errPolicy):
 		return ExitPolicy
 	case errors.Is(err, registry.ErrNotFound):

@@ -4,11 +4,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 
@@ -42,6 +46,11 @@ const (
 	flagPushTimeout   = "push-timeout"
 	flagAuthorName    = "author-name"
 	flagAuthorEmail   = "author-email"
+	flagCommitterName = "committer-name"
+	flagCommitterMail = "committer-email"
+	flagSigningKey    = "signing-key"
+	flagSigningFile   = "signing-key-file"
+	flagSigningPass   = "signing-key-passphrase"
 	flagTrigger       = "trigger"
 	flagDigestPin     = "digest-pin"
 	flagNoApply       = "no-apply"
@@ -76,11 +85,11 @@ func env(name string) []string {
 
 // configRepoFlags are the flags that reach the config repo.
 func configRepoFlags() []cli.Flag {
-	const cat = "Config repo"
+	const cat, sign = "Config repo", "Commit signing"
 	return []cli.Flag{
-		&cli.StringFlag{Name: flagConfigRepo, Category: cat, EnvVars: env(flagConfigRepo), Usage: "URL of the GitOps config repo (https://... or git@host:path)"},
+		&cli.StringFlag{Name: flagConfigRepo, Category: cat, EnvVars: env(flagConfigRepo), Usage: "URL of the GitOps config repo: https://, http://, ssh:// or user@host:path (no local paths)"},
 		&cli.StringFlag{Name: flagBranch, Category: cat, EnvVars: env(flagBranch), Value: "main", Usage: "branch of the config repo to update"},
-		&cli.StringFlag{Name: flagPathTemplate, Category: cat, EnvVars: env(flagPathTemplate), Value: "overlays/{env}", Usage: "overlay directory of an environment in the config repo; {env} is replaced by the environment name"},
+		&cli.StringFlag{Name: flagPathTemplate, Category: cat, EnvVars: env(flagPathTemplate), Value: "overlays/{env}", Usage: "overlay directory of an environment in the config repo; must hold {env}, which is replaced by the environment name"},
 		&cli.StringFlag{Name: flagGitUsername, Category: cat, EnvVars: env(flagGitUsername), Usage: "username for HTTPS (default x-access-token, which GitHub and GitLab tokens accept)"},
 		&cli.StringFlag{Name: flagGitToken, Category: cat, EnvVars: env(flagGitToken), Usage: "token or password for HTTPS (GitLab project/deploy token, GitHub App or fine-grained token)"},
 		&cli.StringFlag{Name: flagSSHKey, Category: cat, EnvVars: env(flagSSHKey), Usage: "SSH private key (PEM content) for ssh:// or git@ URLs (a deploy key)"},
@@ -94,6 +103,11 @@ func configRepoFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagAuthorName, Category: cat, EnvVars: env(flagAuthorName), Usage: "commit author name (default: the CI user, else \"deliver\")"},
 		&cli.StringFlag{Name: flagAuthorEmail, Category: cat, EnvVars: env(flagAuthorEmail), Usage: "commit author e-mail (default: the CI user's)"},
 		&cli.StringFlag{Name: flagTrigger, Category: cat, EnvVars: env(flagTrigger), Usage: "manual or automated (default: from CI_PIPELINE_SOURCE / GITHUB_EVENT_NAME; outside CI, manual)"},
+		&cli.StringFlag{Name: flagCommitterName, Category: sign, EnvVars: env(flagCommitterName), Usage: "commit committer name (default: the OpenPGP signing key's, else the author's)"},
+		&cli.StringFlag{Name: flagCommitterMail, Category: sign, EnvVars: env(flagCommitterMail), Usage: "commit committer e-mail; forges show signed commits as verified when it is a verified e-mail of the account that owns the signing key (default: the OpenPGP signing key's, else the author's)"},
+		&cli.StringFlag{Name: flagSigningKey, Category: sign, EnvVars: env(flagSigningKey), Usage: "sign every commit with this private key (content, a CI secret): an SSH key (ed25519, ECDSA, RSA) or an armored OpenPGP secret key"},
+		&cli.StringFlag{Name: flagSigningFile, Category: sign, EnvVars: env(flagSigningFile), Usage: "file holding the signing key"},
+		&cli.StringFlag{Name: flagSigningPass, Category: sign, EnvVars: env(flagSigningPass), Usage: "passphrase of the signing key (a CI secret)"},
 	}
 }
 
@@ -143,8 +157,13 @@ func validateEnvName(name string) error {
 	return nil
 }
 
-// overlayPath renders --path-template for env and checks it stays a relative path inside the repo.
+// overlayPath renders --path-template for env and checks it stays a relative path inside the
+// repo. The template must hold {env}: without it every environment would edit, and apply, the
+// same overlay while policy and the commit's record name the one asked for.
 func overlayPath(template, envName string) (string, error) {
+	if !strings.Contains(template, "{env}") {
+		return "", fmt.Errorf("--%s %q: has no {env}, so every environment would use the same overlay (e.g. overlays/{env})", flagPathTemplate, template)
+	}
 	p := strings.ReplaceAll(template, "{env}", envName)
 	if p == "" || strings.ContainsAny(p, "\x00\n\r") {
 		return "", fmt.Errorf("--%s %q: not a usable path", flagPathTemplate, template)
@@ -154,6 +173,74 @@ func overlayPath(template, envName string) (string, error) {
 		return "", fmt.Errorf("--%s %q: the overlay path %q must stay inside the config repo", flagPathTemplate, template, p)
 	}
 	return clean, nil
+}
+
+// scpLike is the scp-like form of an SSH URL git accepts, user@host:path (host a name or an
+// IPv4 address; the path not starting with another ':', as git's ext:: transport does).
+var scpLike = regexp.MustCompile(`^[^@/:\s]+@[A-Za-z0-9.-]+:[^:]`)
+
+// validateRepoURL accepts the config repo URLs deliver supports: https://, http:// and ssh://
+// with a host, and scp-like user@host:path. Anything else is refused before it is used: other
+// transports (ext::, which runs a command, git://, which is neither authenticated nor
+// encrypted, file://) and local paths (which go-git would serve by running git-upload-pack on
+// this machine). The message names the scheme, never the whole URL (it may hold a password).
+func validateRepoURL(raw string) error {
+	scheme, _, hasScheme := strings.Cut(raw, "://")
+	if t := strings.Index(raw, "::"); t >= 0 && (!hasScheme || t < len(scheme)) {
+		return fmt.Errorf("--%s: unsupported transport %s::; use https://, http://, ssh:// or user@host:path", flagConfigRepo, raw[:t])
+	}
+	if hasScheme {
+		switch strings.ToLower(scheme) {
+		case "https", "http", "ssh":
+		default:
+			return fmt.Errorf("--%s: unsupported scheme %s://; use https://, http://, ssh:// or user@host:path", flagConfigRepo, scheme)
+		}
+	}
+	if i := strings.IndexFunc(raw, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }); i >= 0 {
+		return fmt.Errorf("--%s: the URL holds a space or control character (%q at byte %d)", flagConfigRepo, raw[i:i+1], i)
+	}
+	switch {
+	case hasScheme:
+		if u, err := url.Parse(raw); err != nil || u.Host == "" {
+			return fmt.Errorf("--%s: not a usable %s:// URL (want %s://host/path)", flagConfigRepo, scheme, strings.ToLower(scheme))
+		}
+		return nil
+	case scpLike.MatchString(raw):
+		return nil
+	case strings.Contains(raw, "@"): // perhaps user:password@...: not repeated
+		return fmt.Errorf("--%s: not an https://, http://, ssh:// or user@host:path URL", flagConfigRepo)
+	}
+	return fmt.Errorf("--%s %q: not an https://, http://, ssh:// or user@host:path URL (local paths are not supported)", flagConfigRepo, raw)
+}
+
+// validateBranch refuses --branch values git refuses as branch names (git check-ref-format
+// --branch: "..", spaces, control characters, ~ ^ : ? * [ \, "@{", a leading "-", a part
+// starting with "." or ending in ".lock", ...), before anything is contacted.
+func validateBranch(name string) error {
+	if name == "" {
+		return fmt.Errorf("--%s: no branch given", flagBranch)
+	}
+	if err := plumbing.NewBranchReferenceName(name).Validate(); err != nil || strings.HasPrefix(name, "-") {
+		return fmt.Errorf("--%s %q: not a valid git branch name (git refuses \"..\", spaces, control characters, ~ ^ : ? * [ \\, \"@{\", a leading \"-\", a part starting with \".\" or ending in \".lock\")", flagBranch, name)
+	}
+	return nil
+}
+
+// envURL reads --env-url: empty, or an absolute http(s) URL. It goes to the CI outputs and the
+// dotenv report, one line each, so a control character (a newline) is refused up front, not
+// after the push.
+func envURL(c *cli.Context) (string, error) {
+	v := c.String(flagEnvURL)
+	if v == "" {
+		return "", nil
+	}
+	if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+		return "", usage(fmt.Errorf("--%s %q: holds a control character at byte %d", flagEnvURL, v, i))
+	}
+	if u, err := url.Parse(v); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return "", usage(fmt.Errorf("--%s %q: want an absolute http:// or https:// URL", flagEnvURL, v))
+	}
+	return v, nil
 }
 
 // gitAuth reads the config-repo credentials and registers them as secrets.
@@ -197,6 +284,12 @@ func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
 	if c.String(flagConfigRepo) == "" {
 		return configrepo.Options{}, usage(fmt.Errorf("--%s (or DELIVER_CONFIG_REPO) is required", flagConfigRepo))
 	}
+	if err := validateRepoURL(c.String(flagConfigRepo)); err != nil {
+		return configrepo.Options{}, usage(err)
+	}
+	if err := validateBranch(c.String(flagBranch)); err != nil {
+		return configrepo.Options{}, usage(err)
+	}
 	if c.Int(flagPushAttempts) < 1 {
 		return configrepo.Options{}, usage(fmt.Errorf("--%s must be at least 1", flagPushAttempts))
 	}
@@ -207,7 +300,7 @@ func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
 	if err != nil {
 		return configrepo.Options{}, err
 	}
-	return configrepo.Options{
+	opts := configrepo.Options{
 		URL:         c.String(flagConfigRepo),
 		Branch:      c.String(flagBranch),
 		Auth:        auth,
@@ -215,7 +308,11 @@ func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
 		Logf:        r.rep.Logf,
 		MaxAttempts: c.Int(flagPushAttempts),
 		Timeout:     c.Duration(flagPushTimeout),
-	}, nil
+	}
+	if err := r.commitSigning(c, &opts); err != nil {
+		return configrepo.Options{}, err
+	}
+	return opts, nil
 }
 
 // registryClient builds the registry client of a command.

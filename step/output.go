@@ -33,8 +33,12 @@ func (r *runner) wrap(cmd func(context.Context, *cli.Context) (ci.Outcome, error
 		if err == nil && printResult {
 			fmt.Fprintln(r.stdout, resultLine(out))
 		}
-		if ferr := r.rep.Finish(out); ferr != nil && err == nil {
-			return fmt.Errorf("writing CI outputs: %w", ferr)
+		if ferr := r.rep.Finish(out); ferr != nil {
+			if err == nil {
+				return reportError{fmt.Errorf("writing CI outputs: %w", ferr)}
+			}
+			// The command's own failure decides the exit code; this one is still said.
+			r.rep.Warnf("writing CI outputs: %v", ferr)
 		}
 		return err
 	}

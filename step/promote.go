@@ -34,7 +34,11 @@ func (r *runner) promoteCommand() *cli.Command {
 
 func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	from, to := c.String("from"), c.String("to")
-	out := ci.Outcome{Command: "promote", Environment: to, URL: c.String(flagEnvURL)}
+	out := ci.Outcome{Command: "promote", Environment: to}
+	var err error
+	if out.URL, err = envURL(c); err != nil {
+		return out, err
+	}
 	for flag, v := range map[string]string{"from": from, "to": to} {
 		if err := validateEnvName(v); err != nil {
 			return out, usage(fmt.Errorf("--%s: %w", flag, err))

@@ -37,7 +37,11 @@ func (r *runner) rollbackCommand() *cli.Command {
 
 func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName, name, tag := c.String(flagEnv), c.String(flagImage), c.String("tag")
-	out := ci.Outcome{Command: "rollback", Environment: envName, URL: c.String(flagEnvURL)}
+	out := ci.Outcome{Command: "rollback", Environment: envName}
+	var err error
+	if out.URL, err = envURL(c); err != nil {
+		return out, err
+	}
 	if err := validateEnvName(envName); err != nil {
 		return out, usage(err)
 	}

@@ -13,20 +13,27 @@ import (
 
 // registerSecrets collects every secret a command was given — tokens, passwords, keys,
 // kubeconfig credentials, credentials in URLs — into the run's redactor, before the command
-// prints anything.
+// prints anything, with the usernames sent along with them in Basic auth (so that a server
+// echoing the Authorization header is masked too).
 func (r *runner) registerSecrets(c *cli.Context) {
-	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword} {
+	// The git username given (in the flag or the URL) or defaulted, and the registry's.
+	r.redactor.AddUsers(stringFlag(c, flagGitUsername), defaultGitUsername, stringFlag(c, flagRegUser),
+		r.getenv("CI_REGISTRY_USER"), r.getenv("GITHUB_ACTOR"))
+	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword, flagSigningKey, flagSigningPass} {
 		if isSet(c, name) {
 			r.redactor.Add(c.String(name))
 		}
 	}
-	if isSet(c, flagSSHKeyFile) {
-		if key, err := os.ReadFile(r.path(c.String(flagSSHKeyFile))); err == nil {
-			r.redactor.Add(string(key))
+	for _, name := range []string{flagSSHKeyFile, flagSigningFile} {
+		if isSet(c, name) {
+			if key, err := os.ReadFile(r.path(c.String(name))); err == nil {
+				r.redactor.Add(string(key))
+			}
 		}
 	}
 	if isSet(c, flagConfigRepo) {
 		if u, err := url.Parse(c.String(flagConfigRepo)); err == nil && u.User != nil {
+			r.redactor.AddUsers(u.User.Username())
 			if p, ok := u.User.Password(); ok {
 				r.redactor.Add(p)
 			}
@@ -58,6 +65,9 @@ func (r *runner) registerSecrets(c *cli.Context) {
 		}
 	}
 }
+
+// defaultGitUsername is the username configrepo sends with a token when none is given.
+const defaultGitUsername = "x-access-token"
 
 func isSet(c *cli.Context, name string) bool {
 	for _, f := range c.Command.Flags {

@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/deliverhq/deliver/step/ci"
+	"github.com/deliverhq/deliver/step/configrepo"
 )
 
 func (r *runner) applyCommand() *cli.Command {
@@ -38,46 +39,54 @@ func (r *runner) diffCommand() *cli.Command {
 	}
 }
 
-// checkout validates --env, clones the config repo and checks the overlay exists.
-func (r *runner) checkout(ctx context.Context, c *cli.Context, envName string) (root, overlay string, cleanup func(), err error) {
+// bindCheckout validates --env, --path-template and the config-repo flags.
+func (r *runner) bindCheckout(c *cli.Context, envName string) (string, configrepo.Options, error) {
 	if err := validateEnvName(envName); err != nil {
-		return "", "", nil, usage(err)
+		return "", configrepo.Options{}, usage(err)
 	}
-	overlay, err = overlayPath(c.String(flagPathTemplate), envName)
+	overlay, err := overlayPath(c.String(flagPathTemplate), envName)
 	if err != nil {
-		return "", "", nil, usage(err)
+		return "", configrepo.Options{}, usage(err)
 	}
 	opts, err := r.configRepoOptions(c)
-	if err != nil {
-		return "", "", nil, err
-	}
+	return overlay, opts, err
+}
+
+// cloneOverlay clones the config repo and checks the overlay exists.
+func (r *runner) cloneOverlay(ctx context.Context, opts configrepo.Options, overlay, envName string) (root string, cleanup func(), err error) {
 	repo, err := r.clone(ctx, opts)
 	if err != nil {
-		return "", "", nil, err
+		return "", nil, err
 	}
 	if err := checkOverlay(repo.Dir(), overlay, envName); err != nil {
 		repo.Close()
-		return "", "", nil, err
+		return "", nil, err
 	}
-	return repo.Dir(), overlay, func() { repo.Close() }, nil
+	return repo.Dir(), func() { repo.Close() }, nil
 }
 
-// envApplier binds the cluster flags, then clones the config repo, for commands that work on an
-// environment as the repo has it.
+// envApplier binds the config-repo and cluster flags (all of them before anything is
+// contacted), then clones the config repo, for commands that work on an environment as the
+// repo has it.
 func (r *runner) envApplier(ctx context.Context, c *cli.Context, envName string) (ap *applier, root, overlay string, cleanup func(), err error) {
-	if err := validateEnvName(envName); err != nil {
-		return nil, "", "", nil, usage(err)
+	overlay, opts, err := r.bindCheckout(c, envName)
+	if err != nil {
+		return nil, "", "", nil, err
 	}
 	if ap, err = r.newApplier(ctx, c, envName); err != nil {
 		return nil, "", "", nil, err
 	}
-	root, overlay, cleanup, err = r.checkout(ctx, c, envName)
+	root, cleanup, err = r.cloneOverlay(ctx, opts, overlay, envName)
 	return ap, root, overlay, cleanup, err
 }
 
 func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
-	out := ci.Outcome{Command: "apply", Environment: envName, URL: c.String(flagEnvURL)}
+	out := ci.Outcome{Command: "apply", Environment: envName}
+	var err error
+	if out.URL, err = envURL(c); err != nil {
+		return out, err
+	}
 	ap, root, overlay, cleanup, err := r.envApplier(ctx, c, envName)
 	if err != nil {
 		return out, err
@@ -102,7 +111,7 @@ func (r *runner) diff(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	// Fields another manager took over (kubectl scale, kubectl edit) are drift too: compare as
 	// if deliver took them back.
 	opts := ap.applyOptions(ns, true)
-	opts.ForceConflicts = true
+	opts.ForceConflicts, opts.KeepForeignReplicas = true, false
 	dctx, cancel := context.WithTimeout(ctx, ap.timeout)
 	diffs, err := ap.client.Diff(dctx, objs, opts)
 	err = ap.deadline(ctx, dctx, "the diff", err)

@@ -74,6 +74,8 @@ func TestRBACExample(t *testing.T) {
 		{[]string{"get", "secrets/other", "-n", staging}, "no"},
 		{[]string{"list", "secrets", "-n", staging}, "no"},
 		{[]string{"watch", "deployments", "-n", staging}, "yes"},
+		{[]string{"list", "horizontalpodautoscalers.autoscaling", "-n", staging}, "yes"},
+		{[]string{"patch", "horizontalpodautoscalers.autoscaling", "-n", staging}, "no"},
 		{[]string{"watch", "secrets", "-n", staging}, "no"},
 		{[]string{"patch", "deployments", "-n", "default"}, "no"},
 		{[]string{"create", "namespaces"}, "no"},
@@ -120,7 +122,9 @@ func TestRBACExample(t *testing.T) {
 	}
 
 	// 1. Deploy with prune and wait, as the account.
-	deliverCmd("deploy", "--env", "staging", "--image", "web="+reg.Ref("team/web", "2.0.0"))
+	if out := deliverCmd("deploy", "--env", "staging", "--image", "web="+reg.Ref("team/web", "2.0.0")); strings.Contains(out, "may not be listed") {
+		t.Errorf("deliver could not list what the example lets it list:\n%s", out)
+	}
 	image, ready := runningImage(t, cluster, staging)
 	if want := reg.Ref("team/web", "2.0.0") + "@" + digest; image != want || ready != "2/2" {
 		t.Errorf("%s runs %s with %s ready, want %s with 2/2", staging, image, ready, want)

@@ -43,6 +43,7 @@ type GitServer struct {
 	backend   string // path of git-http-backend
 	latency   time.Duration
 	stderr    io.Writer
+	noFilter  bool
 	srv       *loopbackServer
 	requests  atomic.Int64
 	closeOnce sync.Once
@@ -56,6 +57,7 @@ type gitOptions struct {
 	latency        time.Duration
 	user, password string
 	stderr         io.Writer
+	noFilter       bool
 }
 
 // WithGitTLS makes the git server serve HTTPS with a certificate for 127.0.0.1 issued by a new
@@ -80,6 +82,13 @@ func WithCredentials(user, password string) GitOption {
 // hooks it runs) to w. By default it is discarded.
 func WithGitStderr(w io.Writer) GitOption {
 	return func(o *gitOptions) { o.stderr = w }
+}
+
+// WithoutFilters makes the git server refuse partial clone: it does not advertise the "filter"
+// capability, like git's default (uploadpack.allowFilter unset) and older servers. By default
+// it allows filters, as GitHub, GitLab and Gitea do.
+func WithoutFilters() GitOption {
+	return func(o *gitOptions) { o.noFilter = true }
 }
 
 // StartGitServer starts a git smart-HTTP server on 127.0.0.1 with an empty
@@ -127,6 +136,7 @@ func StartGitServer(opts ...GitOption) (*GitServer, error) {
 		backend:  backend,
 		latency:  o.latency,
 		stderr:   o.stderr,
+		noFilter: o.noFilter,
 	}
 	if err := os.Mkdir(s.Root, 0o755); err != nil {
 		_ = os.RemoveAll(dir)
@@ -196,6 +206,11 @@ func (s *GitServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			"GIT_CONFIG_NOSYSTEM=1",
 		},
 		Stderr: s.stderr,
+	}
+	if !s.noFilter {
+		// Partial clone ("filter" requests). upload-pack ignores this setting in a
+		// repository's own config, so it comes through the environment.
+		h.Env = append(h.Env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=uploadpack.allowFilter", "GIT_CONFIG_VALUE_0=true")
 	}
 	h.ServeHTTP(w, r)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 
@@ -202,5 +204,66 @@ func TestGitServerOptions(t *testing.T) {
 	// A clone is two requests (ref discovery, upload-pack).
 	if d := time.Since(start); d < 2*latency {
 		t.Errorf("clone took %s, want at least %s with latency %s per request", d, 2*latency, latency)
+	}
+}
+
+// TestGitServerFilters: the server allows partial clone (the "filter" capability, as GitHub,
+// GitLab and Gitea do) unless WithoutFilters, and then a filtered fetch leaves large blobs out.
+func TestGitServerFilters(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		opts []testenv.GitOption
+		want bool
+	}{
+		{"default", nil, true},
+		{"WithoutFilters", []testenv.GitOption{testenv.WithoutFilters()}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := testenv.NewGitServer(t, tt.opts...)
+			dir := seedDir(t)
+			if err := os.WriteFile(filepath.Join(dir, "large.bin"), bytes.Repeat([]byte("x"), 4096), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			url, err := s.CreateRepo("config", "main", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep, err := transport.NewEndpoint(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess, err := githttp.DefaultClient.NewUploadPackSession(ep, &githttp.BasicAuth{Username: s.Username, Password: s.Password})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			ar, err := sess.AdvertisedReferences()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ar.Capabilities.Supports(capability.Filter); got != tt.want {
+				t.Fatalf("filter capability advertised: %v, want %v (capabilities %s)", got, tt.want, ar.Capabilities)
+			}
+			if !tt.want {
+				return
+			}
+			// A real partial clone by the git CLI leaves the 4 KiB blob out.
+			work := t.TempDir()
+			authURL := strings.Replace(url, "http://", "http://"+s.Username+":"+s.Password+"@", 1)
+			for _, args := range [][]string{
+				{"clone", "-q", "--no-checkout", "--filter=blob:limit=1k", authURL, work},
+				{"-C", work, "rev-list", "--objects", "--missing=print", "HEAD"},
+			} {
+				out, err := exec.Command("git", args...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				if args[0] == "-C" && !bytes.Contains(out, []byte("\n?")) {
+					t.Errorf("the partial clone holds every blob:\n%s", out)
+				}
+			}
+		})
 	}
 }

@@ -1,8 +1,11 @@
 package ci
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -13,8 +16,9 @@ import (
 // GitHub reports in GitHub Actions: a log group per phase, ::add-mask:: for every secret before
 // anything else is printed, an ::error:: annotation (with file and line when known) for the
 // failure, step outputs in GITHUB_OUTPUT and a markdown job summary in GITHUB_STEP_SUMMARY.
+// It never panics: a log line that cannot be written is lost, as with the other reporters, and
+// a file that cannot be written is Finish's error.
 type GitHub struct {
-	action  *githubactions.Action
 	w       io.Writer
 	getenv  func(string) string
 	mu      sync.Mutex
@@ -26,23 +30,24 @@ type GitHub struct {
 // redacted stderr; the runner reads commands from both streams). raw is the unredacted stream
 // the masks go to: an ::add-mask:: line must carry the value it masks, and the runner hides it.
 func NewGitHub(w, raw io.Writer, getenv func(string) string, secrets []string) *GitHub {
-	g := &GitHub{
-		action: githubactions.New(githubactions.WithWriter(w), githubactions.WithGetenv(getenv)),
-		w:      w,
-		getenv: getenv,
-		now:    time.Now,
-	}
-	masker := githubactions.New(githubactions.WithWriter(raw), githubactions.WithGetenv(getenv))
+	g := &GitHub{w: w, getenv: getenv, now: time.Now}
 	for _, s := range secrets {
-		masker.AddMask(s)
+		command(raw, "add-mask", nil, s)
 	}
 	return g
+}
+
+// command writes a workflow command (escaped by go-githubactions) to w. A write error is
+// dropped like any log line's: the runner's stream is gone.
+func command(w io.Writer, name string, props githubactions.CommandProperties, msg string) {
+	cmd := githubactions.Command{Name: name, Message: msg, Properties: props}
+	_, _ = fmt.Fprintln(w, cmd.String())
 }
 
 // Phase implements Reporter with a log group.
 func (g *GitHub) Phase(name, title string) func(error) {
 	start := g.now()
-	g.action.Group(name + ": " + title)
+	command(g.w, "group", nil, name+": "+title)
 	return func(err error) {
 		d := g.now().Sub(start)
 		g.mu.Lock()
@@ -53,7 +58,7 @@ func (g *GitHub) Phase(name, title string) func(error) {
 			status = "failed"
 		}
 		fmt.Fprintf(g.w, "%s %s in %s\n", name, status, round(d))
-		g.action.EndGroup()
+		command(g.w, "endgroup", nil, "")
 	}
 }
 
@@ -63,7 +68,9 @@ func (g *GitHub) Logf(format string, args ...any) {
 }
 
 // Warnf implements Reporter with a warning annotation.
-func (g *GitHub) Warnf(format string, args ...any) { g.action.Warningf(format, args...) }
+func (g *GitHub) Warnf(format string, args ...any) {
+	command(g.w, "warning", nil, fmt.Sprintf(format, args...))
+}
 
 // Timings implements Reporter.
 func (g *GitHub) Timings() []PhaseTiming {
@@ -77,7 +84,8 @@ type FileLiner interface {
 	FileLine() (file string, line int)
 }
 
-// Finish implements Reporter: the error annotation, the step outputs and the job summary.
+// Finish implements Reporter: the error annotation, the step outputs and the job summary. An
+// output or summary file that cannot be written is an error naming it (both are tried).
 func (g *GitHub) Finish(o Outcome) error {
 	if o.Err != nil {
 		fields := githubactions.CommandProperties{"title": "deliver " + o.Command + " failed"}
@@ -87,17 +95,51 @@ func (g *GitHub) Finish(o Outcome) error {
 				fields["line"] = fmt.Sprint(line)
 			}
 		}
-		g.action.WithFieldsMap(fields).Errorf("%s", o.Err.Error())
+		command(g.w, "error", fields, o.Err.Error())
 	}
-	if g.getenv("GITHUB_OUTPUT") != "" {
+	var errs []error
+	if path := g.getenv("GITHUB_OUTPUT"); path != "" {
+		var b strings.Builder
 		for _, kv := range outputs(o) {
-			g.action.SetOutput(kv[0], kv[1])
+			if err := writeOutput(&b, kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
+		if err := appendFile(path, b.String()); err != nil {
+			errs = append(errs, fmt.Errorf("writing the step outputs to GITHUB_OUTPUT: %w", err))
 		}
 	}
-	if g.getenv("GITHUB_STEP_SUMMARY") != "" {
-		g.action.AddStepSummary(Summary(o))
+	if path := g.getenv("GITHUB_STEP_SUMMARY"); path != "" {
+		if err := appendFile(path, Summary(o)+"\n"); err != nil {
+			errs = append(errs, fmt.Errorf("writing the job summary to GITHUB_STEP_SUMMARY: %w", err))
+		}
 	}
+	return errors.Join(errs...)
+}
+
+// writeOutput writes one step output in the runner's multi-line form, name<<DELIMITER, value,
+// DELIMITER, with a random delimiter (as actions/toolkit does) that the value cannot end early.
+func writeOutput(b *strings.Builder, name, value string) error {
+	delim := "ghadelimiter_" + rand.Text()
+	if strings.Contains(name, delim) || strings.Contains(value, delim) {
+		return fmt.Errorf("step output %s: the value holds its delimiter", name)
+	}
+	fmt.Fprintf(b, "%s<<%s\n%s\n%s\n", name, delim, value, delim)
 	return nil
+}
+
+// appendFile appends s to the file at path (a runner's file command), creating it if needed.
+// Its errors name the file (*fs.PathError).
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(s)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // outputs are the step outputs, in action.yml's names.

@@ -3,6 +3,7 @@ package ci
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,61 @@ func TestGitLabReporter(t *testing.T) {
 		"DELIVER_IMAGE_DIGEST=sha256:" + strings.Repeat("a", 64) + "\nDELIVER_URL=https://user:***@staging.example.com\nDELIVER_ROLLOUT=ready\n"
 	if string(got) != want {
 		t.Errorf("dotenv:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestGitHubReporterUnwritableFiles: output and summary files that cannot be written make
+// Finish return an error naming each (both are tried), never a panic.
+func TestGitHubReporterUnwritableFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"GITHUB_OUTPUT": dir, "GITHUB_STEP_SUMMARY": filepath.Join(notDir, "summary")}
+	var log bytes.Buffer
+	g := NewGitHub(&log, &log, func(k string) string { return env[k] }, nil)
+	err := g.Finish(outcome())
+	if err == nil {
+		t.Fatal("Finish wrote to a directory and under a regular file without an error")
+	}
+	for _, want := range []string{"GITHUB_OUTPUT: open " + dir + ": is a directory", "GITHUB_STEP_SUMMARY: open " + env["GITHUB_STEP_SUMMARY"] + ": not a directory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
+	}
+}
+
+// TestGitHubOutputsDelimiter: each output is written name<<DELIMITER with a random delimiter,
+// so a value cannot end it early and set another output.
+func TestGitHubOutputsDelimiter(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "output")
+	g := NewGitHub(io.Discard, io.Discard, func(k string) string { return map[string]string{"GITHUB_OUTPUT": path}[k] }, nil)
+	o := outcome()
+	o.URL = "https://x.example\n_GitHubActionsFileCommandDelimeter_\nchanged<<EOF\nfalse\nEOF"
+	if err := g.Finish(o); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(string(b), "\n")
+	outputs := map[string]string{}
+	for i := 0; i < len(lines); i++ {
+		name, delim, ok := strings.Cut(lines[i], "<<")
+		if !ok {
+			continue
+		}
+		var v []string
+		for i++; i < len(lines) && lines[i] != delim; i++ {
+			v = append(v, lines[i])
+		}
+		if !strings.HasPrefix(delim, "ghadelimiter_") {
+			t.Errorf("output %s: delimiter %q is not random", name, delim)
+		}
+		outputs[name] = strings.Join(v, "\n")
+	}
+	if outputs["changed"] != "true" || outputs["url"] != o.URL {
+		t.Errorf("outputs as the runner reads them: %q", outputs)
 	}
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -46,6 +47,12 @@ type member struct {
 	// mapping is how to reach the object; nil while its kind is defined
 	// by a CRD of this apply that is not served yet.
 	mapping *meta.RESTMapping
+	// autoscaler is the HorizontalPodAutoscaler that scales the object
+	// ("HorizontalPodAutoscaler/ns/name"), if any; autoscalersHidden is set
+	// when the autoscalers of its namespace may not be listed (see
+	// findAutoscalers).
+	autoscaler        string
+	autoscalersHidden bool
 }
 
 // outcome is what happened, or would happen, to one object.
@@ -54,6 +61,8 @@ type outcome struct {
 	action Action
 	live   *unstructured.Unstructured // before; nil if it did not exist
 	result *unstructured.Unstructured // after (or the dry-run result)
+	// replicas is set when spec.replicas was left as the cluster has it.
+	replicas *ReplicasLeft
 }
 
 // plan is an apply, prepared and checked before anything changes.
@@ -67,6 +76,8 @@ type plan struct {
 	// groupKinds and namespaces are the ApplySet's current group-kinds
 	// ("Kind.group") and the member namespaces other than the parent's.
 	groupKinds, namespaces map[string]bool
+	// warnings are what the apply could not check (see ApplyResult.Warnings).
+	warnings []string
 }
 
 // Apply applies objs with server-side apply and returns what it did to each
@@ -89,6 +100,10 @@ type plan struct {
 // Namespaces that do not exist yet, are reported as created without asking
 // the server.
 //
+// With opts.AutoscaledReplicas and opts.KeepForeignReplicas, spec.replicas of
+// workloads that something else scales is left as the cluster has it (see
+// there, and AppliedObject.Replicas).
+//
 // Errors wrap ErrInvalid (objects the server rejects, unknown kinds),
 // ErrUnauthorized, ErrUnreachable or ErrApply; a field conflict without
 // ForceConflicts is a *ConflictError. On error, the result lists what was
@@ -100,9 +115,10 @@ func (c *Client) Apply(ctx context.Context, objs []*unstructured.Unstructured, o
 	if err != nil {
 		return res, err
 	}
+	res.Warnings = p.warnings
 	outs, pruned, err := c.execute(ctx, p)
 	for _, o := range outs {
-		res.Objects = append(res.Objects, AppliedObject{Ref: o.ref, Action: o.action, Object: o.result})
+		res.Objects = append(res.Objects, AppliedObject{Ref: o.ref, Action: o.action, Object: o.result, Replicas: o.replicas})
 	}
 	for _, o := range pruned {
 		res.Pruned = append(res.Pruned, o.ref)
@@ -245,6 +261,13 @@ func (c *Client) plan(ctx context.Context, objs []*unstructured.Unstructured, op
 		} else {
 			p.stage2 = append(p.stage2, m)
 		}
+	}
+	if opts.AutoscaledReplicas {
+		warnings, err := c.findAutoscalers(ctx, members)
+		if err != nil {
+			return nil, err
+		}
+		p.warnings = warnings
 	}
 	if setID != "" {
 		set, err := c.loadApplySet(ctx, opts)
@@ -426,7 +449,8 @@ func (c *Client) applyMember(ctx context.Context, m *member, opts ApplyOptions, 
 			return outcome{}, classify(ctx, "reading "+m.ref.String(), err)
 		}
 	}
-	body, err := m.obj.MarshalJSON()
+	rp := planReplicas(m, live, opts)
+	body, err := rp.send.MarshalJSON()
 	if err != nil {
 		return outcome{}, fmt.Errorf("encoding %s: %w: %w", m.ref, ErrInvalid, err)
 	}
@@ -438,14 +462,28 @@ func (c *Client) applyMember(ctx context.Context, m *member, opts ApplyOptions, 
 	if opts.DryRun {
 		po.DryRun = []string{metav1.DryRunAll}
 	}
+	if rp.first != nil {
+		// A conflict means another manager changed spec.replicas since it was read, and owns it
+		// now: the apply below cannot reset it, and reports the conflict if it has to.
+		var ce *ConflictError
+		if err := applyReplicasOnly(ctx, ri, m, rp.first, opts); err != nil && !errors.As(err, &ce) {
+			return outcome{}, err
+		}
+	}
 	result, err := ri.Patch(ctx, m.ref.Name, types.ApplyPatchType, body, po)
 	if err != nil {
 		if ce := conflictError(m.ref, err); ce != nil {
+			ce.hint = replicasHint(m, live, ce, opts)
 			return outcome{}, ce
 		}
 		return outcome{}, classify(ctx, "applying "+m.ref.String(), err)
 	}
-	o := outcome{ref: m.ref, live: live, result: result, action: ActionConfigured}
+	if rp.release {
+		if err := applyReplicasOnly(ctx, ri, m, nil, opts); err != nil {
+			return outcome{}, err
+		}
+	}
+	o := outcome{ref: m.ref, live: live, result: result, action: ActionConfigured, replicas: rp.left}
 	switch {
 	case live == nil || live.GetUID() != result.GetUID():
 		// The UIDs differ if the object was deleted and created again since it was read.

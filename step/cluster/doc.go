@@ -14,6 +14,9 @@
 // ApplySet it labels every object it applies and maintains the ApplySet's
 // parent object, so that a later run with pruning knows what was applied
 // before. Diff and Apply's dry run use server-side dry run and change nothing.
+// Apply can leave spec.replicas of a workload to the HorizontalPodAutoscaler
+// that scales it, and keep a count another field manager set when forcing
+// conflicts (ApplyOptions.AutoscaledReplicas, KeepForeignReplicas).
 //
 // The package never runs kubectl, writes nothing to standard output or error,
 // and never includes kubeconfig contents or credentials in its errors. Errors

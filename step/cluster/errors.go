@@ -149,6 +149,8 @@ type ConflictError struct {
 	// Conflicts lists the contested fields, as reported by the API server.
 	Conflicts []FieldConflict
 	err       error
+	// hint, if any, says more about a conflict on spec.replicas.
+	hint string
 }
 
 // Error lists the contested fields and their managers and suggests
@@ -161,8 +163,12 @@ func (e *ConflictError) Error() string {
 	if len(parts) == 0 {
 		parts = append(parts, e.err.Error())
 	}
-	return fmt.Sprintf("applying %s: %s: field conflict: %s; to take these fields over, rerun with --force-conflicts",
+	msg := fmt.Sprintf("applying %s: %s: field conflict: %s; to take these fields over, rerun with --force-conflicts",
 		e.Object, ErrApply, strings.Join(parts, ", "))
+	if e.hint != "" {
+		msg += " (" + e.hint + ")"
+	}
+	return msg
 }
 
 // Unwrap returns ErrApply and the API server's error.
@@ -170,7 +176,7 @@ func (e *ConflictError) Unwrap() []error { return []error{ErrApply, e.err} }
 
 // conflictError turns an apply conflict into a *ConflictError; it returns nil
 // if err is not a field-manager conflict.
-func conflictError(ref ObjectRef, err error) error {
+func conflictError(ref ObjectRef, err error) *ConflictError {
 	var status apierrors.APIStatus
 	if !apierrors.IsConflict(err) || !errors.As(err, &status) {
 		return nil

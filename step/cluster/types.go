@@ -98,6 +98,35 @@ type ApplyOptions struct {
 	// default "deliver/devel". Apply refuses a parent whose tooling has
 	// another name.
 	Tooling string
+	// AutoscaledReplicas leaves spec.replicas of a Deployment, StatefulSet,
+	// ReplicaSet or ReplicationController that a HorizontalPodAutoscaler
+	// targets (one in its namespace, or one of the applied objects) to that
+	// autoscaler: the applied object goes without spec.replicas once the
+	// workload exists (a new one is created with the given count). When
+	// FieldManager owns spec.replicas, Apply first hands it over (an apply
+	// of spec.replicas alone, at its live value, by FieldManager +
+	// "-handover"), so that dropping the field does not reset it to its
+	// default. See AppliedObject.Replicas and ApplyResult.Warnings.
+	AutoscaledReplicas bool
+	// KeepForeignReplicas makes ForceConflicts take over every field but
+	// spec.replicas of those workloads when another field manager set it to
+	// a value other than the given one and FieldManager does not own it
+	// (kubectl scale, an autoscaler Apply does not know): spec.replicas
+	// keeps its live value, and AppliedObject.Replicas says so. Without
+	// ForceConflicts such a field is a conflict like any other.
+	KeepForeignReplicas bool
+}
+
+// ReplicasLeft says that Apply left a workload's spec.replicas as the
+// cluster has it instead of applying the given value.
+type ReplicasLeft struct {
+	// By is who scales the workload: "HorizontalPodAutoscaler/ns/name"
+	// when Autoscaled, else the field managers that set spec.replicas,
+	// e.g. `field manager "kubectl" (through the scale subresource)`.
+	By         string
+	Autoscaled bool
+	// Live is spec.replicas in the cluster, Given the applied object's.
+	Live, Given int64
 }
 
 // AppliedObject is the outcome of applying one object.
@@ -107,6 +136,9 @@ type AppliedObject struct {
 	// Object is the object as the server returned it from the apply (nil for objects a dry
 	// run reports without asking the server). Wait starts from it.
 	Object *unstructured.Unstructured
+	// Replicas is set when spec.replicas was left as the cluster has it
+	// (see ApplyOptions.AutoscaledReplicas and KeepForeignReplicas).
+	Replicas *ReplicasLeft
 }
 
 // ApplyResult is the outcome of Apply.
@@ -120,6 +152,9 @@ type ApplyResult struct {
 	// DryRun is set when nothing was changed: the actions are what would
 	// have happened.
 	DryRun bool
+	// Warnings are what Apply could not check, e.g. HorizontalPodAutoscalers
+	// it may not list; each is a sentence.
+	Warnings []string
 }
 
 // ObjectDiff is how applying an object would change it.

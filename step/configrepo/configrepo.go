@@ -1,13 +1,24 @@
-// Package configrepo changes a GitOps config repository without ever losing a write. It clones
-// one branch shallowly (depth 1) into a temporary directory with go-git, and Update commits an
-// edit and pushes it; when another pipeline pushed first, Update fetches the new tip, resets to
-// it, runs the edit again on that state (never a textual rebase) and pushes again, with jittered
-// backoff, until the push lands or the attempts or time run out.
+// Package configrepo changes a GitOps config repository without ever losing a write. Clone
+// fetches one branch shallowly (depth 1) into a temporary directory and writes its files, and
+// Update commits an edit and pushes it; when another pipeline pushed first, Update fetches the
+// new tip, moves the files to it, runs the edit again on that state (never a textual rebase)
+// and pushes again, with jittered backoff, until the push lands or the attempts or time run
+// out.
 //
-// Conflicts are detected by re-fetching the branch and comparing its tip with the commit the
-// attempt started from, not by matching the server's wording, so GitHub, GitLab, Gitea and plain
-// git http-backend are handled alike. Authentication failures, hook rejections and errors from
-// the edit are terminal.
+// Memory does not grow with the repository's files. The fetch asks the server for a partial
+// clone without the blobs larger than Options.MaxFileSize ("blob:limit"; GitHub, GitLab and
+// Gitea support it, a plain git server with uploadpack.allowFilter); from a server that does
+// not support filters the whole pack streams through a filter on the client that drops those
+// blobs before go-git indexes it. Such a file is in the work tree as a placeholder of its size
+// (see Repo.Dir), which every reader refuses by its size. A commit is built from the parent's
+// trees and the edited files only (no index, no status of the whole tree), and the push sends
+// exactly the objects the commit made. The HTTP client is the Repo's own: error pages are cut
+// to a few KB, and no process-wide transport is changed.
+//
+// Conflicts are detected by reading the branch's tip on the server and comparing it with the
+// commit the attempt started from, not by matching the server's wording, so GitHub, GitLab,
+// Gitea and plain git http-backend are handled alike. Authentication failures, hook rejections
+// and errors from the edit are terminal.
 package configrepo
 
 import (
@@ -16,14 +27,18 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -42,6 +57,10 @@ var (
 	ErrConflict = errors.New("config repo push kept losing to concurrent pushes")
 )
 
+// DefaultMaxFileSize is Options.MaxFileSize when it is zero: the largest file kustomize
+// builds read (8 MiB), the largest limit of any reader of the clone.
+const DefaultMaxFileSize = 8 << 20
+
 // Options configure Clone and Update.
 type Options struct {
 	// URL of the config repository (https://, http://, ssh:// or scp-like git@host:path).
@@ -59,6 +78,19 @@ type Options struct {
 	// Timeout bounds a whole Update, all attempts included, and each Clone, Fetch and Deepen
 	// (default 2m).
 	Timeout time.Duration
+	// MaxFileSize: blobs larger than this are not fetched nor written (default
+	// DefaultMaxFileSize). It must be at least the largest file any reader of the clone
+	// accepts, since they tell a placeholder from a file by its size (see Repo.Dir).
+	MaxFileSize int64
+	// Signer, when set, signs every commit (see sign.go): each commit Update makes carries its
+	// signature in the gpgsig header, as git's own signed commits do. nil makes unsigned
+	// commits.
+	Signer Signer
+	// CommitterName and CommitterEmail, when set, replace the author's name and e-mail as the
+	// commit's committer. A forge shows a signed commit as verified when the committer's e-mail
+	// belongs to the account that owns the signing key, which is often a bot's, while the
+	// author stays the person or pipeline that asked for the change.
+	CommitterName, CommitterEmail string
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
 	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
 	// 0-100% (full jitter). Every lost race means another push landed, so the branch makes
@@ -75,17 +107,38 @@ func DefaultBackoff() wait.Backoff {
 	return wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Cap: time.Second}
 }
 
-// Repo is a shallow clone of one branch of the config repository.
+// Repo is a shallow, partial clone of one branch of the config repository: its objects in a
+// git directory, its files in a work tree next to it (Dir).
 type Repo struct {
-	opts Options
-	url  string
-	dir  string
-	repo *git.Repository
-	auth transport.AuthMethod
+	opts   Options
+	url    string
+	dir    string // holds git/ (the objects) and tree/ (the work tree)
+	st     *filesystem.Storage
+	repo   *git.Repository
+	remote *remote
+	wt     *worktree
+	// fetched is the branch's tip as last fetched: what the server is known to have.
+	fetched plumbing.Hash
+	// touched are the paths the last edit changed, written again by the next checkout.
+	touched []string
 }
 
-// Clone clones opts.Branch of opts.URL (depth 1, single branch) into a new temporary directory.
-// Close removes it.
+// Object cache and streaming threshold of the clone's storage: objects larger than
+// largeObject are streamed from disk rather than read into memory, and at most objectCache
+// bytes of objects stay in memory (go-git's default is 96 MiB).
+const (
+	largeObject = 256 << 10
+	objectCache = 4 * cache.MiByte
+)
+
+// filter is the partial-clone filter for a file size limit: blobs of limit+1 bytes and more
+// are left out ("blob:limit=n" omits blobs of at least n bytes).
+func filter(limit int64) packp.Filter {
+	return packp.FilterBlobLimit(uint64(limit)+1, packp.BlobLimitPrefixNone)
+}
+
+// Clone fetches opts.Branch of opts.URL (depth 1, without blobs over opts.MaxFileSize) into a
+// new temporary directory and writes its files. Close removes it.
 func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Branch == "" {
 		return nil, errors.New("config repo: no branch given")
@@ -95,6 +148,9 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Minute
+	}
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
 	}
 	if opts.Backoff.Duration == 0 {
 		opts.Backoff = DefaultBackoff()
@@ -110,36 +166,107 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
+	rem, err := newRemote(cleanURL, opts.Branch, opts.Auth, auth)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp(opts.TempDir, "deliver-config-")
 	if err != nil {
 		return nil, fmt.Errorf("creating clone directory: %w", err)
 	}
-	r := &Repo{opts: opts, url: cleanURL, dir: dir, auth: auth}
+	r, err := initRepo(dir, cleanURL, opts, rem)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
 	// A server that never answers must not hang deliver: the clone gets the same bound as an
 	// update.
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	repo, err := git.PlainCloneContext(ctx, dir, false, &git.CloneOptions{
-		URL:             cleanURL,
-		Auth:            auth,
-		ReferenceName:   plumbing.NewBranchReferenceName(opts.Branch),
-		SingleBranch:    true,
-		Depth:           1,
-		NoCheckout:      false,
-		Tags:            git.NoTags,
-		CABundle:        opts.Auth.CABundle,
-		InsecureSkipTLS: opts.Auth.InsecureSkipTLS,
-	})
-	if err != nil {
+	if err := r.fetchTip(ctx, 1, nil, false); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, classify(fmt.Sprintf("cloning %s (branch %s)", cleanURL, opts.Branch), err)
 	}
-	r.repo = repo
+	if err := r.moveTo(r.fetched); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("cloning %s (branch %s): %w", cleanURL, opts.Branch, err)
+	}
 	return r, nil
 }
 
-// Dir is the clone's work tree.
-func (r *Repo) Dir() string { return r.dir }
+// initRepo creates the git directory and the work tree under dir.
+func initRepo(dir, cleanURL string, opts Options, rem *remote) (*Repo, error) {
+	gitDir, tree := filepath.Join(dir, "git"), filepath.Join(dir, "tree")
+	for _, d := range []string{gitDir, tree} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return nil, fmt.Errorf("creating clone directory: %w", err)
+		}
+	}
+	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRU(objectCache),
+		filesystem.Options{LargeObjectThreshold: largeObject})
+	repo, err := git.Init(st, nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating the clone's git directory: %w", err)
+	}
+	branch := plumbing.NewBranchReferenceName(opts.Branch)
+	if err := st.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, branch)); err != nil {
+		return nil, fmt.Errorf("creating the clone's git directory: %w", err)
+	}
+	return &Repo{
+		opts: opts, url: cleanURL, dir: dir, st: st, repo: repo, remote: rem,
+		wt: newWorktree(tree, st, opts.MaxFileSize),
+	}, nil
+}
+
+// fetchTip fetches the branch's tip from the server, depth commits deep, without the blobs
+// over MaxFileSize, and records it in r.fetched. always fetches even when the tip is here, and
+// without any blob: that is Deepen, for history, which reads commits only.
+func (r *Repo) fetchTip(ctx context.Context, depth int, haves []plumbing.Hash, always bool) error {
+	f := filter(r.opts.MaxFileSize)
+	if always {
+		f = packp.FilterBlobNone()
+	}
+	res, err := r.remote.fetch(ctx, r.st, fetchRequest{depth: depth, haves: haves, filter: f, always: always},
+		r.opts.MaxFileSize, r.dir)
+	if err != nil {
+		return err
+	}
+	for h, size := range res.dropped {
+		r.wt.sizes[h] = size
+	}
+	if !res.filtered && len(res.dropped) > 0 {
+		r.opts.Logf("the server does not support partial clone (filters): fetched the whole branch and left out %d file(s) larger than %d bytes", len(res.dropped), r.opts.MaxFileSize)
+	}
+	r.fetched = res.tip
+	return nil
+}
+
+// moveTo points the branch at commit and makes the work tree hold its files.
+func (r *Repo) moveTo(commit plumbing.Hash) error {
+	c, err := r.repo.CommitObject(commit)
+	if err != nil {
+		return fmt.Errorf("reading commit %s: %w", commit, err)
+	}
+	if err := r.wt.checkout(c.TreeHash, r.touched); err != nil {
+		return err
+	}
+	r.touched = nil
+	return r.setHead(commit)
+}
+
+func (r *Repo) setHead(commit plumbing.Hash) error {
+	ref := plumbing.NewHashReference(plumbing.NewBranchReferenceName(r.opts.Branch), commit)
+	if err := r.st.SetReference(ref); err != nil {
+		return fmt.Errorf("moving %s to %s: %w", ref.Name(), commit, err)
+	}
+	return nil
+}
+
+// Dir is the clone's work tree. A file larger than Options.MaxFileSize is there as a
+// placeholder: a sparse file of the blob's size (of MaxFileSize+1 bytes when the server left
+// the blob out without saying its size) holding no data. Read files only after checking
+// their size against a limit no larger than MaxFileSize.
+func (r *Repo) Dir() string { return r.wt.root }
 
 // URL is the repository URL without credentials.
 func (r *Repo) URL() string { return r.url }
@@ -154,6 +281,7 @@ func (r *Repo) Head() (plumbing.Hash, error) {
 }
 
 // Git gives read access to the clone (history, objects) for callers that read the record.
+// Blobs larger than Options.MaxFileSize are not in it.
 func (r *Repo) Git() *git.Repository { return r.repo }
 
 // Close removes the clone.
@@ -177,8 +305,9 @@ type Result struct {
 	Attempts int
 }
 
-// Update applies edit, commits with author as author and committer, and pushes, retrying on
-// lost races. See the package documentation.
+// Update applies edit, commits with author as author (and committer, unless Options names
+// one), signed when Options.Signer is set, and pushes, retrying on lost races. See the package
+// documentation.
 func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
@@ -188,10 +317,7 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 		if attempt > 1 {
 			// Fetch again after the backoff: the tip read when the push failed is stale by
 			// now if others pushed meanwhile, and editing on it would only lose again.
-			if _, err := r.fetch(ctx); err != nil {
-				return Result{Attempts: attempt - 1}, err
-			}
-			if err := r.resetToRemote(ctx); err != nil {
+			if err := r.fetchAndReset(ctx); err != nil {
 				return Result{Attempts: attempt - 1}, err
 			}
 		}
@@ -199,19 +325,21 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 		if err != nil {
 			return Result{}, err
 		}
-		msg, paths, err := edit(ctx, r.dir)
+		msg, paths, err := edit(ctx, r.Dir())
+		r.touched = append(r.touched, paths...)
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
-		commit, changed, err := r.commit(msg, paths, author)
+		commit, objects, changed, err := r.commit(base, msg, paths, author)
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
 		if !changed {
 			return Result{Changed: false, Commit: base, Parent: base, Attempts: attempt - 1}, nil
 		}
-		pushErr := r.push(ctx)
+		pushErr := r.push(ctx, base, commit, objects)
 		if pushErr == nil {
+			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
 		}
 		landed, err := r.lostRace(ctx, base, commit, pushErr)
@@ -220,6 +348,7 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 		}
 		if landed {
 			// The server took the push but its answer was lost: the tip is our commit.
+			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
 		}
 		if attempt >= r.opts.MaxAttempts {
@@ -236,52 +365,85 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 	}
 }
 
-// commit stages paths and commits; changed is false when the tree did not change.
-func (r *Repo) commit(msg string, paths []string, author object.Signature) (plumbing.Hash, bool, error) {
+// commit builds a commit of paths on base (its tree with those paths as they are on disk now)
+// and moves the branch to it; changed is false when the tree did not change. objects are the
+// objects the commit made, which the server does not have.
+func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author object.Signature) (commit plumbing.Hash, objects []plumbing.Hash, changed bool, err error) {
 	if len(paths) == 0 {
-		return plumbing.ZeroHash, false, nil
+		return plumbing.ZeroHash, nil, false, nil
 	}
-	wt, err := r.repo.Worktree()
+	parent, err := r.repo.CommitObject(base)
 	if err != nil {
-		return plumbing.ZeroHash, false, fmt.Errorf("opening work tree: %w", err)
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: reading commit %s: %w", base, err)
 	}
-	for _, p := range paths {
-		if err := wt.AddWithOptions(&git.AddOptions{Path: p, SkipStatus: true}); err != nil {
-			return plumbing.ZeroHash, false, fmt.Errorf("staging %s: %w", p, err)
-		}
+	tree, objects, err := r.wt.commitTree(parent.TreeHash, paths)
+	if err != nil {
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
+	}
+	if tree == parent.TreeHash {
+		return plumbing.ZeroHash, nil, false, nil
 	}
 	if author.When.IsZero() {
 		author.When = time.Now()
 	}
-	h, err := wt.Commit(msg, &git.CommitOptions{Author: &author, Committer: &author})
-	if errors.Is(err, git.ErrEmptyCommit) {
-		return plumbing.ZeroHash, false, nil
+	author = headerSafe(author)
+	c := &object.Commit{Author: author, Committer: headerSafe(r.committer(author)), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	if err := sign(c, r.opts.Signer); err != nil {
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
+	obj := r.st.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
+	}
+	commit, err = r.st.SetEncodedObject(obj)
 	if err != nil {
-		return plumbing.ZeroHash, false, fmt.Errorf("committing: %w", err)
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
-	return h, true, nil
+	if err := r.setHead(commit); err != nil {
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
+	}
+	return commit, dedupe(append([]plumbing.Hash{commit}, objects...)), true, nil
 }
 
-func (r *Repo) refSpec() config.RefSpec {
-	b := plumbing.NewBranchReferenceName(r.opts.Branch)
-	return config.RefSpec(b.String() + ":" + b.String())
+// headerSafe drops from a signature's name and e-mail what would break the commit header they
+// are written into ("Name <email> time"): angle brackets, line breaks and NUL. Names come from
+// CI variables (GITLAB_USER_NAME, a GitHub actor) as well as flags.
+func headerSafe(s object.Signature) object.Signature {
+	clean := func(v string) string {
+		return strings.TrimSpace(strings.Map(func(r rune) rune {
+			switch r {
+			case '<', '>', '\n', '\r', 0:
+				return -1
+			}
+			return r
+		}, v))
+	}
+	s.Name, s.Email = clean(s.Name), clean(s.Email)
+	return s
 }
 
-// push pushes HEAD to the branch, without force: the server accepts it only as a fast-forward
-// of the tip it has, which is what makes a concurrent push detectable.
-func (r *Repo) push(ctx context.Context) error {
-	var progress strings.Builder
-	err := r.repo.PushContext(ctx, &git.PushOptions{
-		RemoteName:      "origin",
-		RefSpecs:        []config.RefSpec{r.refSpec()},
-		Auth:            r.auth,
-		Progress:        &progress,
-		CABundle:        r.opts.Auth.CABundle,
-		InsecureSkipTLS: r.opts.Auth.InsecureSkipTLS,
-	})
-	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+func dedupe(hs []plumbing.Hash) []plumbing.Hash {
+	seen := make(map[plumbing.Hash]bool, len(hs))
+	out := hs[:0]
+	for _, h := range hs {
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// push pushes commit to the branch, without force: the server accepts it only as a
+// fast-forward of base, which is what makes a concurrent push detectable.
+func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) error {
+	progress := &cappedWriter{max: maxServerMessages}
+	err := r.remote.push(ctx, r.st, base, commit, objects, progress)
+	if err == nil {
 		return nil
+	}
+	if errors.Is(err, errTipMoved) {
+		return err
 	}
 	if msg := strings.TrimSpace(progress.String()); msg != "" {
 		err = fmt.Errorf("%w\nserver said:\n%s", err, indent(msg))
@@ -294,6 +456,9 @@ func (r *Repo) push(ctx context.Context) error {
 // (the tip moved past base, or git reported the ref changing under it) and may be retried, and
 // the push error otherwise (authentication, transport, a hook or protected branch).
 func (r *Repo) lostRace(ctx context.Context, base, commit plumbing.Hash, pushErr error) (landed bool, err error) {
+	if errors.Is(pushErr, errTipMoved) {
+		return false, nil // seen before sending anything
+	}
 	if errors.Is(pushErr, ErrAuth) || errors.Is(pushErr, ErrNotFound) {
 		return false, pushErr
 	}
@@ -322,67 +487,25 @@ func isRefLockFailure(err error) bool {
 		strings.Contains(s, "incorrect old value") || strings.Contains(s, "failed to update ref")
 }
 
-// fetch updates refs/remotes/origin/<branch> to the server's tip (depth 1) and returns it.
-func (r *Repo) fetch(ctx context.Context) (plumbing.Hash, error) {
-	remoteRef := plumbing.NewRemoteReferenceName("origin", r.opts.Branch)
-	err := r.repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteName:      "origin",
-		RefSpecs:        []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(r.opts.Branch).String() + ":" + remoteRef.String())},
-		Depth:           1,
-		Auth:            r.auth,
-		Tags:            git.NoTags,
-		Force:           true,
-		CABundle:        r.opts.Auth.CABundle,
-		InsecureSkipTLS: r.opts.Auth.InsecureSkipTLS,
-	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return plumbing.ZeroHash, classify(fmt.Sprintf("fetching %s (branch %s)", r.url, r.opts.Branch), err)
-	}
-	ref, err := r.repo.Reference(remoteRef, true)
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("reading %s: %w", remoteRef, err)
-	}
-	return ref.Hash(), nil
-}
-
 // remoteTip asks the server where the branch points (like git ls-remote), without fetching
 // any objects: enough to tell a lost race from a push that landed. Update fetches the tip
 // itself only after the backoff, when it is about to edit on it.
 func (r *Repo) remoteTip(ctx context.Context) (plumbing.Hash, error) {
-	remote, err := r.repo.Remote("origin")
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("reading remote origin: %w", err)
-	}
-	refs, err := remote.ListContext(ctx, &git.ListOptions{
-		Auth:            r.auth,
-		CABundle:        r.opts.Auth.CABundle,
-		InsecureSkipTLS: r.opts.Auth.InsecureSkipTLS,
-	})
+	tip, err := r.remote.tip(ctx)
 	if err != nil {
 		return plumbing.ZeroHash, classify(fmt.Sprintf("reading the branches of %s", r.url), err)
 	}
-	branch := plumbing.NewBranchReferenceName(r.opts.Branch)
-	for _, ref := range refs {
-		if ref.Name() == branch {
-			return ref.Hash(), nil
-		}
-	}
-	return plumbing.ZeroHash, fmt.Errorf("%w: branch %s is not on %s", ErrNotFound, r.opts.Branch, r.url)
+	return tip, nil
 }
 
-// resetToRemote moves the branch and work tree to the fetched tip, dropping the local commit.
-func (r *Repo) resetToRemote(ctx context.Context) error {
-	remoteRef := plumbing.NewRemoteReferenceName("origin", r.opts.Branch)
-	ref, err := r.repo.Reference(remoteRef, true)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", remoteRef, err)
+// fetchAndReset fetches the branch's tip (depth 1) and moves the branch and work tree to it,
+// dropping a local commit that was not pushed.
+func (r *Repo) fetchAndReset(ctx context.Context) error {
+	if err := r.fetchTip(ctx, 1, []plumbing.Hash{r.fetched}, false); err != nil {
+		return classify(fmt.Sprintf("fetching %s (branch %s)", r.url, r.opts.Branch), err)
 	}
-	wt, err := r.repo.Worktree()
-	if err != nil {
-		return fmt.Errorf("opening work tree: %w", err)
-	}
-	if err := wt.Reset(&git.ResetOptions{Commit: ref.Hash(), Mode: git.HardReset}); err != nil {
-		return fmt.Errorf("resetting the clone to %s: %w", ref.Hash(), err)
+	if err := r.moveTo(r.fetched); err != nil {
+		return fmt.Errorf("resetting the clone to %s: %w", r.fetched, err)
 	}
 	return nil
 }
@@ -392,11 +515,38 @@ func (r *Repo) resetToRemote(ctx context.Context) error {
 func (r *Repo) Fetch(ctx context.Context) (plumbing.Hash, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	tip, err := r.fetch(ctx)
-	if err != nil {
+	if err := r.fetchAndReset(ctx); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return tip, r.resetToRemote(ctx)
+	return r.fetched, nil
+}
+
+// Deepen fetches the branch again with the given depth, so the clone holds that many commits of
+// history (for history and rollback, which read records from commits; their files are not
+// fetched). It returns the number of commits now reachable from HEAD along first parents.
+func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
+	head, err := r.Head()
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	fetched := r.fetched
+	if err := r.fetchTip(ctx, depth, nil, true); err != nil {
+		return 0, classify(fmt.Sprintf("fetching %d commits of %s (branch %s)", depth, r.url, r.opts.Branch), err)
+	}
+	// The files stay at HEAD: a tip that moved meanwhile is picked up by the next Update.
+	r.fetched = fetched
+	n := 0
+	c, err := r.repo.CommitObject(head)
+	for err == nil {
+		n++
+		if c.NumParents() == 0 {
+			break
+		}
+		c, err = c.Parent(0)
+	}
+	return n, nil
 }
 
 // classify wraps a go-git error in one of the package's sentinels.
@@ -450,40 +600,4 @@ func indent(s string) string {
 		lines[i] = "  " + strings.TrimRight(l, "\r")
 	}
 	return strings.Join(lines, "\n")
-}
-
-// Deepen fetches the branch again with the given depth, so the clone holds that many commits of
-// history (for history and rollback, which read records from commits). It returns the number
-// of commits now reachable from HEAD along first parents.
-func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
-	head, err := r.Head()
-	if err != nil {
-		return 0, err
-	}
-	remoteRef := plumbing.NewRemoteReferenceName("origin", r.opts.Branch)
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
-	err = r.repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteName:      "origin",
-		RefSpecs:        []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(r.opts.Branch).String() + ":" + remoteRef.String())},
-		Depth:           depth,
-		Auth:            r.auth,
-		Tags:            git.NoTags,
-		Force:           true,
-		CABundle:        r.opts.Auth.CABundle,
-		InsecureSkipTLS: r.opts.Auth.InsecureSkipTLS,
-	})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return 0, classify(fmt.Sprintf("fetching %d commits of %s (branch %s)", depth, r.url, r.opts.Branch), err)
-	}
-	n := 0
-	c, err := r.repo.CommitObject(head)
-	for err == nil {
-		n++
-		if c.NumParents() == 0 {
-			break
-		}
-		c, err = c.Parent(0)
-	}
-	return n, nil
 }

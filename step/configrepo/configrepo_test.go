@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/deliverhq/deliver/internal/testenv"
@@ -115,23 +115,15 @@ func TestLostRaceIsRetried(t *testing.T) {
 	url := newRepo(t, gs, "race")
 
 	// The competing commit, pushed to a side branch so its objects are on the server.
-	other, err := configrepo.Clone(ctx, opts(gs, url))
-	if err != nil {
+	work := t.TempDir()
+	gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
+	if err := os.WriteFile(filepath.Join(work, "list.txt"), []byte("api=2.0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close()
-	if err := os.WriteFile(filepath.Join(other.Dir(), "list.txt"), []byte("api=2.0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	wt, _ := other.Git().Worktree()
-	if _, err := wt.Add("list.txt"); err != nil {
-		t.Fatal(err)
-	}
-	competing, err := wt.Commit("competing pipeline", &git.CommitOptions{Author: &author})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gitCmd(t, other.Dir(), "push", "-q", authURL(gs, url), "HEAD:refs/heads/race")
+	gitCmd(t, work, "add", "list.txt")
+	gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "competing pipeline")
+	competing := plumbing.NewHash(strings.TrimSpace(gitCmd(t, work, "rev-parse", "HEAD")))
+	gitCmd(t, work, "push", "-q", "origin", "HEAD:refs/heads/race")
 
 	hook := fmt.Sprintf(`#!/bin/sh
 if [ ! -f "$GIT_DIR/raced" ]; then
@@ -271,16 +263,7 @@ func TestCloneIsShallow(t *testing.T) {
 	ctx := context.Background()
 	gs := testenv.NewGitServer(t)
 	url := newRepo(t, gs, "deep")
-	work := t.TempDir()
-	gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
-	for i := 0; i < 60; i++ {
-		if err := os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		gitCmd(t, work, "add", "n.txt")
-		gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", fmt.Sprint("c", i))
-	}
-	gitCmd(t, work, "push", "-q", "origin", "HEAD:main")
+	work := pushCommits(t, gs, url, 60)
 
 	repo, err := configrepo.Clone(ctx, opts(gs, url))
 	if err != nil {
@@ -302,6 +285,23 @@ func TestCloneIsShallow(t *testing.T) {
 	}
 	gitCmd(t, work, "pull", "-q", "--ff-only", "origin", "main")
 	gitCmd(t, work, "fsck", "--no-progress")
+}
+
+// pushCommits pushes n commits ("c0" to "c<n-1>", each changing n.txt) to main with the git
+// CLI and returns the CLI's clone.
+func pushCommits(t *testing.T, gs *testenv.GitServer, url string, n int) string {
+	t.Helper()
+	work := t.TempDir()
+	gitCmd(t, work, "clone", "-q", authURL(gs, url), ".")
+	for i := 0; i < n; i++ {
+		if err := os.WriteFile(filepath.Join(work, "n.txt"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitCmd(t, work, "add", "n.txt")
+		gitCmd(t, work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", fmt.Sprint("c", i))
+	}
+	gitCmd(t, work, "push", "-q", "origin", "HEAD:main")
+	return work
 }
 
 func authURL(gs *testenv.GitServer, url string) string {

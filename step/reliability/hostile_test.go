@@ -65,9 +65,12 @@ func TestHostileInput(t *testing.T) {
 		// seed changes the seed directory (symlinks).
 		seed func(dir string)
 		// image replaces the --image value; flags are added; cmd replaces the whole command.
-		image    string
-		flags    []string
-		cmd      []string
+		image string
+		flags []string
+		cmd   []string
+		// repo replaces the --config-repo URL ({bare} is the config repo's bare directory on
+		// the git server's machine, {marker} the file a shell must never create).
+		repo     string
 		wantCode int
 		wantMsg  string
 		// noClone: refused before the config repo is contacted.
@@ -188,6 +191,30 @@ func TestHostileInput(t *testing.T) {
 		{name: "negative --timeout", flags: []string{"--timeout", "-1s"}, wantCode: step.ExitUsage, wantMsg: "--timeout", noClone: true},
 		{name: "bad --push-attempts", flags: []string{"--push-attempts", "0"}, wantCode: step.ExitUsage, wantMsg: "--push-attempts", noClone: true},
 		{name: "bad --trigger", flags: []string{"--trigger", "sometimes"}, wantCode: step.ExitUsage, wantMsg: "--trigger", noClone: true},
+		// Branch names git refuses.
+		{name: "branch with ..", flags: []string{"--branch", "main..x"}, wantCode: step.ExitUsage, wantMsg: "--branch \"main..x\": not a valid git branch name", noClone: true},
+		{name: "branch with a space", flags: []string{"--branch", "main x"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with a newline", flags: []string{"--branch", "main\nx"}, wantCode: step.ExitUsage, wantMsg: "--branch \"main\\nx\"", noClone: true},
+		{name: "branch with ~", flags: []string{"--branch", "main~1"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with ^", flags: []string{"--branch", "main^"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with :", flags: []string{"--branch", "main:x"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with ?", flags: []string{"--branch", "main?"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with *", flags: []string{"--branch", "main*"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with [", flags: []string{"--branch", "main[1]"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with a backslash", flags: []string{"--branch", `main\x`}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with a leading -", flags: []string{"--branch=-main"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch ending in .lock", flags: []string{"--branch", "main.lock"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		{name: "branch with @{", flags: []string{"--branch", "main@{1}"}, wantCode: step.ExitUsage, wantMsg: "--branch", noClone: true},
+		// Config repo URLs: only https://, http://, ssh:// and user@host:path.
+		{name: "config repo over ext::", repo: "ext::sh -c touch% {marker}", wantCode: step.ExitUsage, wantMsg: "unsupported transport ext::", noClone: true},
+		{name: "config repo over git://", repo: "git://127.0.0.1:9418/config.git", wantCode: step.ExitUsage, wantMsg: "unsupported scheme git://", noClone: true},
+		{name: "config repo over file://", repo: "file://{bare}", wantCode: step.ExitUsage, wantMsg: "unsupported scheme file://", noClone: true},
+		{name: "config repo as a local path", repo: "{bare}", wantCode: step.ExitUsage, wantMsg: "local paths are not supported", noClone: true},
+		// The environment's URL goes to CI outputs: one line.
+		{name: "env URL with a newline", flags: []string{"--env-url", "https://staging.example.com\nDELIVER_CHANGED=false"}, wantCode: step.ExitUsage, wantMsg: "--env-url", noClone: true},
+		{name: "env URL with an escape sequence", flags: []string{"--env-url", "https://staging.example.com/\x1b[31m"}, wantCode: step.ExitUsage, wantMsg: "--env-url", noClone: true},
+		// A path template without {env} would send every environment to one overlay.
+		{name: "overlay path without {env}", flags: []string{"--path-template", "overlays/staging"}, wantCode: step.ExitUsage, wantMsg: "--path-template \"overlays/staging\": has no {env}", noClone: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -225,6 +252,14 @@ func TestHostileInput(t *testing.T) {
 				}
 				if !strings.Contains(strings.Join(tt.cmd, " "), "{git}") {
 					a = append(a, s.GitArgs()...)
+				}
+			}
+			if tt.repo != "" {
+				repo := strings.NewReplacer("{bare}", s.Git.BareDir(s.Name), "{marker}", marker).Replace(tt.repo)
+				for i := range a {
+					if a[i] == "--config-repo" && i+1 < len(a) {
+						a[i+1] = repo
+					}
 				}
 			}
 			victim := filepath.Join(outside, "victim")

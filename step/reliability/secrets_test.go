@@ -3,9 +3,12 @@ package reliability_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/faultproxy"
 	"github.com/deliverhq/deliver/internal/testenv/fixture"
 	"github.com/deliverhq/deliver/step"
 )
@@ -26,8 +30,14 @@ type sentinels struct {
 	gitUser, gitToken, wrongToken  string
 	regUser, regPassword, wrongReg string
 	sshKey                         string
-	kubeToken                      string
-	urlPassword                    string
+	// signingKey is a real SSH key (it is parsed and signs every commit), encrypted with
+	// signingPass.
+	signingKey, signingPass string
+	kubeToken               string
+	urlPassword             string
+	// echoToken is a git token with characters URLs escape, for the cases where a server
+	// echoes the Authorization header: its percent-encoded forms differ from it.
+	echoToken string
 }
 
 func randomHex(t *testing.T, n int) string {
@@ -40,7 +50,18 @@ func randomHex(t *testing.T, n int) string {
 }
 
 func newSentinels(t *testing.T) sentinels {
+	signingPass := "SNTLsign" + randomHex(t, 12)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "deliver-bot", []byte(signingPass))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return sentinels{
+		signingKey:  string(pem.EncodeToMemory(block)),
+		signingPass: signingPass,
 		gitUser:     "deliver-bot",
 		gitToken:    "SNTLgit" + randomHex(t, 12),
 		wrongToken:  "SNTLwrong" + randomHex(t, 12),
@@ -51,16 +72,38 @@ func newSentinels(t *testing.T) sentinels {
 			"\n-----END OPENSSH PRIVATE KEY-----\n",
 		kubeToken:   "SNTLkube" + randomHex(t, 12),
 		urlPassword: "SNTLurl" + randomHex(t, 12),
+		echoToken:   "SNTLecho/+=%" + randomHex(t, 12) + "?&:@",
 	}
 }
 
-// values are the strings that must not appear: every secret, and every line of the key.
+// values are the strings that must not appear: every secret, every line of the key, and every
+// encoding of a secret a client sends or a URL holds: the base64 (standard and URL-safe, padded
+// and not) of user:secret as Basic auth sends it, for the git user, the default x-access-token
+// and the registry user, of :secret and secret:, and its percent-encoded forms.
 func (s sentinels) values() []string {
-	v := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword}
+	raw := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword, s.echoToken, s.signingPass}
+	v := append([]string(nil), raw...)
 	for _, l := range strings.Split(s.sshKey, "\n") {
 		if strings.HasPrefix(l, "SNTL") {
 			v = append(v, l)
 		}
+	}
+	for _, l := range strings.Split(s.signingKey, "\n") {
+		if len(l) >= 16 && !strings.HasPrefix(l, "-----") {
+			v = append(v, l)
+		}
+	}
+	for _, secret := range raw {
+		pairs := []string{":" + secret, secret + ":"}
+		for _, user := range []string{s.gitUser, "x-access-token", s.regUser} {
+			pairs = append(pairs, user+":"+secret)
+		}
+		for _, p := range pairs {
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+				v = append(v, enc.EncodeToString([]byte(p)))
+			}
+		}
+		v = append(v, url.QueryEscape(secret), url.PathEscape(secret), url.User(secret).String(), strings.TrimPrefix(url.UserPassword("", secret).String(), ":"))
 	}
 	return v
 }
@@ -118,7 +161,8 @@ func closedPort(t *testing.T) string {
 }
 
 // TestSecretsNeverShown runs every command with sentinel secrets (git token, registry
-// password, SSH key, a kubeconfig token in --kubeconfig-data) through the plain, GitHub and
+// password, SSH key, commit signing key and its passphrase, a kubeconfig token in
+// --kubeconfig-data) through the plain, GitHub and
 // GitLab reporters, on success and on the failure paths (wrong token, registry 401, cluster
 // down, hook rejection), passing the secrets as flags, in the config repo URL's user-info
 // and as DELIVER_* variables, and checks no sentinel appears in stdout, stderr (but the
@@ -144,12 +188,18 @@ func TestSecretsNeverShown(t *testing.T) {
 			good := kubeconfigData(t, cl, sn.kubeToken, "")
 			down := kubeconfigData(t, cl, sn.kubeToken, "https://"+closedPort(t))
 			setImageDir := t.TempDir()
+			// The GitHub runs read the signing key from a file (the others get its content).
+			signingFile := filepath.Join(t.TempDir(), "signing-key")
+			if err := os.WriteFile(signingFile, []byte(sn.signingKey), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			fixture.WriteFiles(t, setImageDir, map[string]string{"kustomization.yaml": "images:\n  - name: web\n    newTag: \"1\"\n"})
 
 			// creds are the secrets as this reporter's run passes them: plain as flags, github
 			// with the token in the URL's user-info, gitlab as DELIVER_* variables.
-			type creds struct{ token, regPassword, kubeconfig string }
-			ok := creds{sn.gitToken, sn.regPassword, good}
+			// user is the git username ("": deliver's default); repoURL the config repo's URL.
+			type creds struct{ token, regPassword, kubeconfig, user, repoURL string }
+			ok := creds{sn.gitToken, sn.regPassword, good, sn.gitUser, s.URL}
 			// has lists which secret flags each command defines.
 			has := func(cmd, what string) bool {
 				switch cmd {
@@ -169,7 +219,11 @@ func TestSecretsNeverShown(t *testing.T) {
 				switch reporter {
 				case "plain":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", s.URL, "--git-username", sn.gitUser, "--git-token", c.token, "--ssh-key", sn.sshKey)
+						argv = append(argv, "--config-repo", c.repoURL, "--git-token", c.token, "--ssh-key", sn.sshKey,
+							"--signing-key", sn.signingKey, "--signing-key-passphrase", sn.signingPass)
+						if c.user != "" {
+							argv = append(argv, "--git-username", c.user)
+						}
 					}
 					if has(name, "registry") {
 						argv = append(argv, "--registry-username", sn.regUser, "--registry-password", c.regPassword)
@@ -182,16 +236,18 @@ func TestSecretsNeverShown(t *testing.T) {
 					}
 				case "github":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", strings.Replace(s.URL, "http://", "http://"+sn.gitUser+":"+c.token+"@", 1))
+						argv = append(argv, "--config-repo", strings.Replace(c.repoURL, "http://", "http://"+url.UserPassword(c.user, c.token).String()+"@", 1))
 					}
-					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser)
+					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser,
+						"DELIVER_SIGNING_KEY_FILE="+signingFile, "DELIVER_SIGNING_KEY_PASSPHRASE="+sn.signingPass)
 					if has(name, "registry") {
 						argv = append(argv, "--registry-password", c.regPassword)
 					}
 					env = append(env, "DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				case "gitlab":
-					env = append(env, "DELIVER_CONFIG_REPO="+s.URL, "DELIVER_GIT_USERNAME="+sn.gitUser, "DELIVER_GIT_TOKEN="+c.token,
+					env = append(env, "DELIVER_CONFIG_REPO="+c.repoURL, "DELIVER_GIT_USERNAME="+c.user, "DELIVER_GIT_TOKEN="+c.token,
 						"DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser, "DELIVER_REGISTRY_PASSWORD="+c.regPassword,
+						"DELIVER_SIGNING_KEY="+sn.signingKey, "DELIVER_SIGNING_KEY_PASSPHRASE="+sn.signingPass,
 						"DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				}
 				if has(name, "cluster") {
@@ -222,8 +278,17 @@ func TestSecretsNeverShown(t *testing.T) {
 				if reporter == "github" {
 					for _, v := range []string{c.token, c.regPassword, sn.kubeToken} {
 						if has(cmd[0], "git") && v == c.token || has(cmd[0], "registry") && v == c.regPassword || has(cmd[0], "cluster") && v == sn.kubeToken {
-							if !strings.Contains(r.stderr, "::add-mask::"+v) {
+							// The runner unescapes a command's data: % is sent as %25.
+							if !strings.Contains(r.stderr, "::add-mask::"+strings.ReplaceAll(v, "%", "%25")) {
 								t.Errorf("GitHub mode: no ::add-mask:: for the %s... secret the command was given", v[:8])
+							}
+						}
+					}
+					// The signing key, line by line, and its passphrase are masked in the job's log.
+					if has(cmd[0], "git") {
+						for _, v := range append(strings.Split(sn.signingKey, "\n"), sn.signingPass) {
+							if len(v) >= 16 && !strings.HasPrefix(v, "-----") && !strings.Contains(r.stderr, "::add-mask::"+v) {
+								t.Errorf("GitHub mode: no ::add-mask:: for the signing key's line or passphrase %s...", v[:8])
 							}
 						}
 					}
@@ -288,6 +353,64 @@ func TestSecretsNeverShown(t *testing.T) {
 					r := runCase(t, []int{step.ExitAuth}, wrong, cmd...)
 					if !strings.Contains(r.stderr, "registry refused the credentials") {
 						t.Errorf("%s: the error does not say the registry refused the credentials:\n%s", cmd[0], r.stderr)
+					}
+				}
+			})
+			t.Run("server echoes the Authorization header", func(t *testing.T) {
+				// A misconfigured proxy or debug endpoint in front of the git server or the
+				// registry answers with the request head, Basic credentials included: the
+				// error deliver prints holds them, encoded.
+				gitHost := strings.TrimPrefix(s.URL, "http://")
+				gitHost = gitHost[:strings.IndexByte(gitHost, '/')]
+				gp := faultproxy.New(t, gitHost)
+				gp.HTTPStatusBody(http.StatusUnauthorized, faultproxy.EchoHead)
+				rp := faultproxy.New(t, s.Reg.Host)
+				echo := ok
+				echo.token = sn.echoToken
+				echo.repoURL = strings.Replace(s.URL, gitHost, gp.Addr, 1)
+				defaultUser := echo
+				defaultUser.user = ""
+				viaProxy := "web=" + rp.Addr + "/team/web:1.3.0"
+				for _, tc := range []struct {
+					name string
+					c    creds
+					cmd  []string
+					// regMatch, when set, makes the registry proxy answer with regStatus and the
+					// request head from the first request holding it on (the registry's
+					// challenge and anything before pass).
+					regMatch  string
+					regStatus int
+					wantCode  int
+					// echoed: the echo is in deliver's error (masked); else deliver does not
+					// print the body (a 401 from the registry, a HEAD).
+					echoed bool
+				}{
+					{name: "git, named user", c: echo, cmd: []string{"deploy", "--env", "staging", "--image", image("1.2.0")}, wantCode: step.ExitAuth, echoed: true},
+					{name: "git, default user", c: defaultUser, cmd: []string{"deploy", "--env", "staging", "--image", image("1.2.0")}, wantCode: step.ExitAuth, echoed: true},
+					{name: "git, lock", c: echo, cmd: []string{"lock", "--env", "staging", "--image", "web"}, wantCode: step.ExitAuth, echoed: true},
+					{name: "git, history", c: defaultUser, cmd: []string{"history", "--env", "staging"}, wantCode: step.ExitAuth, echoed: true},
+					{name: "registry 401 to the image check", c: ok, cmd: []string{"deploy", "--env", "staging", "--image", viaProxy},
+						regMatch: "Authorization: Basic ", regStatus: http.StatusUnauthorized, wantCode: step.ExitAuth},
+					// The downgrade guard of an automated deploy reads the image's config
+					// (GET), after the image check (HEAD) passed.
+					{name: "registry 400 to the downgrade guard", c: ok, cmd: []string{"deploy", "--env", "staging", "--image", viaProxy, "--trigger", "automated", "--no-apply"},
+						regMatch: "GET /v2/team/web/manifests/", regStatus: http.StatusBadRequest, wantCode: step.ExitRegistry, echoed: true},
+				} {
+					rp.Pass()
+					if tc.regMatch != "" {
+						status := tc.regStatus
+						rp.OnMatch(faultproxy.Request, []byte(tc.regMatch), func() { rp.HTTPStatusBody(status, faultproxy.EchoHead) })
+					}
+					head := s.Head(t)
+					r := runCase(t, []int{tc.wantCode}, tc.c, tc.cmd...)
+					if tc.regMatch != "" && !rp.Matched() {
+						t.Errorf("%s: the registry never got the request to echo: the case proves nothing", tc.name)
+					}
+					if tc.echoed && !strings.Contains(r.stderr, "Authorization: Basic") {
+						t.Errorf("%s: the echoed request head is not in the output: the case proves nothing\n%s", tc.name, r.stderr)
+					}
+					if s.Head(t) != head {
+						t.Errorf("%s: the config repo moved", tc.name)
 					}
 				}
 			})
@@ -379,6 +502,10 @@ func TestSecretsNeverShown(t *testing.T) {
 			sn.check(t, "the config repo", string(out), false)
 			if !strings.Contains(string(out), "Deliver-Action: rollback") {
 				t.Errorf("the config repo's history lacks the rollback; did the runs happen?")
+			}
+			tip, err := exec.Command("git", "--git-dir="+s.Git.BareDir(s.Name), "cat-file", "commit", "main").CombinedOutput()
+			if err != nil || !strings.Contains(string(tip), "gpgsig -----BEGIN SSH SIGNATURE-----") {
+				t.Errorf("the tip is not signed: the signing key was not used (%v)\n%s", err, tip)
 			}
 		})
 	}

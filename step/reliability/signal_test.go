@@ -1,8 +1,12 @@
 package reliability_test
 
 import (
+	"fmt"
+	"net"
 	"os"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -127,5 +131,75 @@ func TestSignals(t *testing.T) {
 				checkHistory(t, s, "overlays/staging", s.Head(t))
 			})
 		}
+	}
+}
+
+// TestSignalAtStart sends SIGTERM to deliver at the earliest moment a Go program can catch it,
+// while the bulk of its start-up is still ahead (the Kubernetes and kustomize packages take
+// tens of milliseconds to initialise), 50 times: every run must end with exit 130 and say it
+// was interrupted, like a signal at any later moment, never die of the signal (143 in a shell).
+// The moment is observed with GODEBUG=inittrace=1, with which the runtime prints a line as each
+// package's init ends: the signal goes right after the line that follows os/signal's, which is
+// deliver's internal/interrupt (it subscribes to the signals in its init, and is initialised
+// next). Before that, the Go runtime's own start-up, nothing of deliver runs yet.
+func TestSignalAtStart(t *testing.T) {
+	t.Parallel()
+	// A server that closes every connection: a run that missed the signal fails the image
+	// check (exit 9) instead of being interrupted.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var contacted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			contacted.Add(1)
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	deploy := []string{"deploy", "--env", "staging", "--no-apply", "--image", "web=" + addr + "/team/web:1.4.3",
+		"--config-repo", "https://" + addr + "/config.git"}
+	afterSignalInit := regexp.MustCompile(`(?m)^init os/signal @.*\n(init \S+)`)
+	const runs = 50
+	outcomes := map[string]int{}
+	wrongMoment := false
+	for i := 0; i < runs; i++ {
+		p := start(t, opts{env: []string{"GODEBUG=inittrace=1"}, deadline: time.Minute}, deploy...)
+		next := ""
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Microsecond) {
+			if m := afterSignalInit.FindStringSubmatch(p.stderr.String()); m != nil {
+				next = m[1]
+				break
+			}
+		}
+		p.signal(syscall.SIGTERM)
+		r := p.wait()
+		if next == "" {
+			t.Fatalf("run %d: the runtime never reported initialising os/signal and the next package:\n%s", i, r)
+		}
+		if next != "init github.com/deliverhq/deliver/internal/interrupt" && !wrongMoment {
+			wrongMoment = true
+			t.Errorf("the package initialised after os/signal is %q, not deliver's internal/interrupt: the signal subscription is no longer the first thing deliver does", strings.TrimPrefix(next, "init "))
+		}
+		switch {
+		case r.signal != 0:
+			outcomes["killed by "+r.signal.String()]++
+		case r.code == step.ExitInterrupted && strings.Contains(r.stderr, "interrupted"):
+			outcomes["exit 130"]++
+		default:
+			outcomes[fmt.Sprintf("exit %d", r.code)]++
+			t.Logf("run %d:\n%s", i, r)
+		}
+		checkTempClean(t, r)
+	}
+	t.Logf("SIGTERM right after os/signal's init, %d runs: %v; the test server was contacted %d times", runs, outcomes, contacted.Load())
+	if outcomes["exit 130"] != runs {
+		t.Errorf("%d of %d runs did not end with exit 130 (interrupted): %v", runs-outcomes["exit 130"], runs, outcomes)
 	}
 }
