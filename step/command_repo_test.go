@@ -39,6 +39,8 @@ func TestSSHConfigRepo(t *testing.T) {
 		// Exit 1 today; the refusal is of the run's configuration, which exit 2 would say better.
 		{"no known_hosts", nil, deploy("1.0.0"), want{code: anyFailure, stderr: errLine("no known_hosts to check the server against (give --ssh-known-hosts or --ssh-host-key)")}, false},
 		{"key file missing", nil, deploy("1.0.0", "--ssh-key-file", "keys/missing"), want{code: step.ExitUsage, stderr: errLine("--ssh-key-file: open " + filepath.Join(dir, "keys/missing"))}, false},
+		{"signing key file missing", nil, deploy("1.0.0", "--ssh-known-hosts", "keys/known_hosts", "--signing-key-file", "keys/signing"),
+			want{code: step.ExitUsage, stderr: errLine("--signing-key-file: open " + filepath.Join(dir, "keys/signing"))}, false},
 	}
 	for _, tt := range tests {
 		before := s.Head(t)
