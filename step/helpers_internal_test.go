@@ -84,8 +84,9 @@ func TestOverlayPath(t *testing.T) {
 		{"../{env}", "staging", "", "must stay inside the config repo"},
 		{"overlays/../../{env}", "staging", "", "must stay inside the config repo"},
 		{"/etc/{env}", "staging", "", "must stay inside the config repo"},
-		{"..", "staging", "", "must stay inside the config repo"},
-		{"", "staging", "", "not a usable path"},
+		{"{env}/../..", "staging", "", "must stay inside the config repo"},
+		{"", "staging", "", "has no {env}"},
+		{"overlays/staging", "staging", "", "has no {env}, so every environment would use the same overlay"},
 		{"overlays/{env}\x00", "staging", "", "not a usable path"},
 		{"overlays/\n{env}", "staging", "", "not a usable path"},
 	}
