@@ -7,6 +7,9 @@ export DELIVER_K8S_BINS := $(K8S_BINS)
 # The benchmark baseline's kustomize CLI, cached outside the clone the same way.
 BENCH_BINS ?= $(or $(DELIVER_BENCH_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/bench-bins)
 export DELIVER_BENCH_BINS := $(BENCH_BINS)
+# The Gitea server the pull-request tests run against, cached the same way.
+GITEA_BINS ?= $(or $(DELIVER_GITEA_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/gitea-bins)
+export DELIVER_GITEA_BINS := $(GITEA_BINS)
 # The pinned linters (staticcheck), cached the same way.
 LINT_BINS ?= $(or $(DELIVER_LINT_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/lint-bins)
 BENCH_FLAGS ?=
@@ -17,7 +20,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deliverhq/deliver/step.version=$(VERSION)
 TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=40m
 
-.PHONY: help build test lint lint-bins k8s-bins demo clean
+.PHONY: help build test lint lint-bins k8s-bins gitea-bins demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,7 +28,7 @@ help: ## list the targets
 build: ## build bin/deliver (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o bin/deliver .
 
-test: k8s-bins bench-bins test-deps lint ## run every test (-race) against real git, registry and Kubernetes servers (includes bench-smoke)
+test: k8s-bins gitea-bins bench-bins test-deps lint ## run every test (-race) against real git, registry, Gitea and Kubernetes servers (includes bench-smoke)
 	$(GO) test $(TEST_FLAGS) ./...
 
 lint: lint-bins ## gofmt, go vet, go mod tidy (nothing to change) and staticcheck
@@ -41,7 +44,10 @@ lint-bins: ## build the pinned staticcheck (hack/linttools) into the cache outsi
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (cached)
 	hack/k8s-bins.sh "$(K8S_BINS)"
 
-demo: k8s-bins build ## run deliver against a local git server, registry and control plane, and tell the story
+gitea-bins: ## build the Gitea server of the pull-request tests from the Go module proxy (cached)
+	hack/gitea-bins.sh "$(GITEA_BINS)"
+
+demo: k8s-bins gitea-bins build ## run deliver against a local git server, registry, control plane and Gitea forge, and tell the story
 	$(GO) run ./hack/demo --deliver bin/deliver
 
 clean: ## remove build output

@@ -37,6 +37,8 @@ type changeRequest struct {
 	reason string
 	// onFailure says what to do when the rollout fails: revert the change or keep it.
 	onFailure string
+	// pr chooses pull-request mode and its options.
+	pr prOptions
 }
 
 // changeDeps are what every command that changes an environment's images binds from its flags.
@@ -46,6 +48,7 @@ type changeDeps struct {
 	event    string
 	reg      *registry.Client
 	ap       *applier // nil with --no-apply
+	pr       prOptions
 }
 
 // bindChange validates and binds the config-repo, trigger, registry and cluster flags, before
@@ -60,6 +63,9 @@ func (r *runner) bindChange(ctx context.Context, c *cli.Context, envName string)
 		return d, err
 	}
 	if d.reg, err = r.registryClient(c); err != nil {
+		return d, err
+	}
+	if d.pr, err = bindPullRequest(c); err != nil {
 		return d, err
 	}
 	if d.ap, err = r.maybeApplier(ctx, c, envName); err != nil {
@@ -88,7 +94,12 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			return out, err
 		}
 	}
+	mode, err := via(repo.Dir(), req)
+	if err != nil {
+		return out, err
+	}
 	var landed editResult
+	var prop proposal
 	// The server-side dry run of the edited overlay runs once per deploy, on the first attempt
 	// that has something to commit: only there, after the policy check, is the edit rendered.
 	// A lost race does not repeat it: the new tip differs by other pipelines' changes, which
@@ -97,10 +108,16 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	// push loses, under exactly the contention that makes attempts repeat. --timeout bounds
 	// it, as it bounds the apply (the run's context, not the push's).
 	preflight, runCtx := ap != nil, ctx
-	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
+	edit := func(ctx context.Context, dir string) (string, []string, error) {
 		forced, err := r.checkPolicy(ctx, dir, req, guard)
 		if err != nil {
 			return "", nil, err
+		}
+		if mode == policy.ViaPullRequest {
+			if prop.path, prop.before, err = readOverlayFile(dir, req.overlay); err != nil {
+				return "", nil, err
+			}
+			prop.forced = forced
 		}
 		er, err := setOverlayImages(dir, req.overlay, req.images)
 		if err != nil || len(er.changes) == 0 {
@@ -120,12 +137,21 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		for _, ch := range er.changes {
 			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
 		}
+		if mode == policy.ViaPullRequest {
+			if _, prop.after, err = readOverlayFile(dir, req.overlay); err != nil {
+				return "", nil, err
+			}
+		}
 		return rec.Message(), []string{er.path}, nil
-	})
+	}
+	if mode == policy.ViaPullRequest {
+		return r.proposeChange(ctx, c, repo, ap, req, out, edit, &landed, &prop)
+	}
+	res, err := r.push(ctx, repo, c, edit)
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+	out.Previous = previousImages(landed)
 	if err != nil {
-		return out, err
+		return out, protectedHint(err, req.envName)
 	}
 	if ap == nil {
 		return out, nil
@@ -191,7 +217,6 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	what := revertSummary(restore, remove)
 	if res.Changed {
 		out.Changed, out.CommitSHA = true, res.Commit.String()
-		out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 		what += " (config commit " + short(out.CommitSHA) + ")"
 	} else {
 		what += " (the config repo already held it: nothing to commit)"
@@ -245,8 +270,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		return false, usage(err)
 	}
 	if req.trigger == ci.TriggerAutomated && !pol.AutomatedAllowed(req.envName) {
-		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or deliver with --trigger manual",
-			errPolicy, req.envName, policy.FileName, req.envName)
+		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or give %s",
+			errPolicy, req.envName, policy.FileName, req.envName, r.hints.set(flagTrigger, string(ci.TriggerManual)))
 	}
 	for _, img := range req.images {
 		l, locked := pol.LockFor(req.envName, img.Name)
@@ -254,8 +279,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 			continue
 		}
 		if !req.force {
-			return false, fmt.Errorf("%w: %s; unlock it with `deliver unlock --env %s --image %s`, or override it in a manual run with --force",
-				errPolicy, l.Describe(), req.envName, img.Name)
+			return false, fmt.Errorf("%w: %s; unlock it with %s, or override it in a manual run with %s",
+				errPolicy, l.Describe(), r.hints.command("unlock", flagEnv, req.envName, flagImage, img.Name), r.hints.set(flagForce, "true"))
 		}
 		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
 		forced = true

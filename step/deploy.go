@@ -116,7 +116,7 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 // deploy is `deliver deploy`.
 func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
-	out := ci.Outcome{Command: "deploy", Environment: envName}
+	out := ci.Outcome{Command: "deploy", Environment: envName, DryRun: c.Bool(flagDryRun)}
 	var err error
 	if out.URL, err = envURL(c); err != nil {
 		return out, err
@@ -168,7 +168,7 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionDeploy, envName: envName, overlay: overlay, images: images,
 		trigger: d.trigger, event: d.event, force: c.Bool(flagForce), reason: c.String(flagReason),
-		onFailure: c.String(flagOnFailure),
+		onFailure: c.String(flagOnFailure), pr: d.pr,
 	}, out)
 }
 
@@ -183,6 +183,7 @@ func (r *runner) clone(ctx context.Context, opts configrepo.Options) (*configrep
 	if head, herr := repo.Head(); herr == nil {
 		r.rep.Logf("at %s", short(head.String()))
 	}
+	r.recordCheckout(repo)
 	end(nil)
 	return repo, nil
 }
@@ -190,7 +191,10 @@ func (r *runner) clone(ctx context.Context, opts configrepo.Options) (*configrep
 // push runs the commit-and-push phase.
 func (r *runner) push(ctx context.Context, repo *configrepo.Repo, c *cli.Context, edit configrepo.Edit) (configrepo.Result, error) {
 	end := r.rep.Phase("push", "commit and push, re-applying the edit on the newest tip if another pipeline pushed first")
-	res, err := repo.Update(ctx, r.author(c), edit)
+	res, err := repo.Update(ctx, r.author(c), func(ctx context.Context, dir string) (string, []string, error) {
+		r.readCheckout(repo) // the tip this attempt edits: an error about a file links it there
+		return edit(ctx, dir)
+	})
 	if err != nil {
 		end(err)
 		return res, err
@@ -228,13 +232,14 @@ func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, env
 		return out, fmt.Errorf("reading %s: %w", file, err)
 	}
 	end(nil)
-	out.Changed = len(er.changes) > 0
+	out.Changed, out.Previous = len(er.changes) > 0, previousImages(er)
 	if out.Changed {
 		diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 			A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
 			FromFile: "a/" + er.path, ToFile: "b/" + er.path, Context: 3,
 		})
 		fmt.Fprint(r.stdout, diff)
+		out.Diff = diff
 	} else {
 		fmt.Fprintf(r.stdout, "# %s already holds these images: no commit would be made\n", er.path)
 	}

@@ -72,11 +72,11 @@ const (
 // releaseFlags are the flags of commands that change an environment's images.
 func releaseFlags() []cli.Flag {
 	const cat = "Release"
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.BoolFlag{Name: flagForce, Category: cat, EnvVars: env(flagForce), Usage: "override a lock on the image (manual runs only; recorded in the commit)"},
 		&cli.StringFlag{Name: flagReason, Category: cat, EnvVars: env(flagReason), Usage: "why: recorded in the commit"},
 		&cli.StringFlag{Name: flagOnFailure, Category: cat, EnvVars: env(flagOnFailure), Value: onFailureRevert, Usage: "when the rollout fails: revert (push a revert of this change, apply and wait for the previous version) or keep"},
-	}
+	}, pullRequestFlags()...)
 }
 
 func env(name string) []string {

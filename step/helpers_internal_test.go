@@ -123,26 +123,6 @@ func TestResultLine(t *testing.T) {
 	}
 }
 
-func TestCommitURL(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ repo, sha, want string }{
-		{"https://github.com/team/config.git", "abc", "https://github.com/team/config/commit/abc"},
-		{"https://github.com/team/config/", "abc", "https://github.com/team/config/commit/abc"},
-		{"https://github.example.com/team/config", "abc", "https://github.example.com/team/config/commit/abc"},
-		{"https://gitlab.com/group/sub/config.git", "abc", "https://gitlab.com/group/sub/config/-/commit/abc"},
-		{"https://gitlab.example.com/team/config", "abc", "https://gitlab.example.com/team/config/-/commit/abc"},
-		{"https://git.example.com/team/config.git", "abc", ""}, // a plain git server: no link
-		{"http://github.com/team/config", "abc", ""},           // not https
-		{"git@github.com:team/config.git", "abc", ""},          // SSH: no web URL to derive
-		{"https://github.com/team/config", "", ""},             // no commit
-	}
-	for _, tt := range tests {
-		if got := commitURL(tt.repo, tt.sha); got != tt.want {
-			t.Errorf("commitURL(%q, %q) = %q, want %q", tt.repo, tt.sha, got, tt.want)
-		}
-	}
-}
-
 func TestSmallFormatters(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ got, want string }{

@@ -91,7 +91,6 @@ func (r *runner) lock(ctx context.Context, c *cli.Context, lock bool) (ci.Outcom
 		return rec.Message(), []string{filepath.ToSlash(policy.FileName)}, nil
 	})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 	if err != nil {
 		return out, err
 	}

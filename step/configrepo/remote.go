@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -238,6 +240,13 @@ func (r *remote) push(ctx context.Context, st *filesystem.Storage, old, commit p
 	default:
 		return fmt.Errorf("%w: it is at %s, the commit was made on %s", errTipMoved, now, old)
 	}
+	return sendPack(ctx, s, ar, st, &packp.Command{Name: r.branch, Old: old, New: commit}, objects, nil, progress)
+}
+
+// sendPack sends one ref update with objects (and options as push options when the server takes
+// them) over the receive-pack session s whose advertisement is ar.
+func sendPack(ctx context.Context, s transport.ReceivePackSession, ar *packp.AdvRefs, st *filesystem.Storage, cmd *packp.Command,
+	objects []plumbing.Hash, options map[string]string, progress io.Writer) error {
 	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
 	req.Progress = progress
 	switch {
@@ -246,7 +255,13 @@ func (r *remote) push(ctx context.Context, st *filesystem.Storage, old, commit p
 	case ar.Capabilities.Supports(capability.Sideband):
 		_ = req.Capabilities.Set(capability.Sideband)
 	}
-	req.Commands = []*packp.Command{{Name: r.branch, Old: old, New: commit}}
+	if len(options) > 0 && ar.Capabilities.Supports(capability.PushOptions) {
+		_ = req.Capabilities.Set(capability.PushOptions)
+		for _, k := range slices.Sorted(maps.Keys(options)) {
+			req.Options = append(req.Options, &packp.Option{Key: k, Value: options[k]})
+		}
+	}
+	req.Commands = []*packp.Command{cmd}
 	var pack bytes.Buffer
 	enc := packfile.NewEncoder(&pack, st, !ar.Capabilities.Supports(capability.OFSDelta))
 	if _, err := enc.Encode(objects, 0); err != nil {
