@@ -155,9 +155,9 @@ func TestCommandPaths(t *testing.T) {
 	}
 }
 
-// TestCIReports: in CI, the reports go where the run's environment says, relative paths
-// against the run's working directory: GitLab's dotenv report (deliver.env by default, or
-// --dotenv), GitHub's step outputs and job summary.
+// TestCIReports: the reports go where the run's environment says, relative paths against the
+// run's working directory: GitLab's dotenv report (deliver.env by default, or --dotenv),
+// GitHub's step outputs and job summary, the JSON report (--report).
 func TestCIReports(t *testing.T) {
 	t.Parallel()
 	s := newServers(t, fixture.App{Services: []string{"web"}, Envs: map[string]string{"staging": "stg"}, OverlayImages: fixture.StagingImages})
@@ -173,6 +173,7 @@ func TestCIReports(t *testing.T) {
 		{"GitLab --dotenv", []string{"GITLAB_CI=true", "CI_PIPELINE_SOURCE=web", "DELIVER_DOTENV=reports/deploy.env"}, "1.1.0", map[string]string{"reports/deploy.env": "DELIVER_CHANGED=true"}},
 		{"GitHub", []string{"GITHUB_ACTIONS=true", "GITHUB_EVENT_NAME=workflow_dispatch", "GITHUB_OUTPUT=out/output", "GITHUB_STEP_SUMMARY=out/summary.md"}, "1.0.0",
 			map[string]string{"out/output": "changed", "out/summary.md": "staging"}},
+		{"--report", []string{"DELIVER_REPORT=reports/deploy.json"}, "1.1.0", map[string]string{"reports/deploy.json": `"changed": true`}},
 	}
 	for _, tt := range tests {
 		dir := t.TempDir()
