@@ -107,9 +107,9 @@ func TestCommandPaths(t *testing.T) {
 		{name: "lock again: nothing to do", args: []string{"lock", "--env", "staging", "--image", "web", "--reason", "incident 42"},
 			want: want{code: 0, stdout: result("lock", "staging", false, ""), stderr: "web was already locked in staging"}},
 		{name: "automated deploy of a locked image", env: pipeline, args: args(deployStaging, web("1.1.0")),
-			want: want{code: step.ExitPolicy, stderr: errLine("incident 42") + ".*unlock it with `deliver unlock --env staging --image web`, or override it in a manual run with --force"}},
+			want: want{code: step.ExitPolicy, stderr: errLine("incident 42") + ".*; unlock it with .*, or override it in a manual run with DELIVER_FORCE=true"}}, // in GitLab CI, hints name the variables
 		{name: "automated deploy may not force", env: pipeline, args: args(deployStaging, web("1.1.0"), []string{"--force"}),
-			want: want{code: step.ExitUsage, stderr: errLine("--force overrides locks for manual runs only; an automated run never does")}},
+			want: want{code: step.ExitUsage, stderr: errLine("DELIVER_FORCE overrides locks for manual runs only; an automated run never does")}},
 		{name: "manual deploy forces the lock", args: args(deployStaging, web("1.1.0"), []string{"--force", "--reason", "hotfix"}),
 			want: want{code: 0, stdout: result("deploy", "staging", true, ref("1.1.0")), stderr: "overriding the lock: .*incident 42.* \\(--force\\)"}, moved: true},
 		{name: "unlock", args: []string{"unlock", "--env", "staging", "--image", "web"},
