@@ -243,7 +243,8 @@ func envURL(c *cli.Context) (string, error) {
 	return v, nil
 }
 
-// gitAuth reads the config-repo credentials and registers them as secrets.
+// gitAuth reads the config-repo credentials (registerSecrets masked them before the command
+// started).
 func (r *runner) gitAuth(c *cli.Context) (configrepo.Auth, error) {
 	a := configrepo.Auth{
 		Username:        c.String(flagGitUsername),
@@ -253,10 +254,8 @@ func (r *runner) gitAuth(c *cli.Context) (configrepo.Auth, error) {
 		InsecureSkipTLS: c.Bool(flagGitInsecure),
 		Getenv:          r.getenv,
 	}
-	r.redactor.Add(a.Password)
 	if key := c.String(flagSSHKey); key != "" {
 		a.SSHKey = []byte(key)
-		r.redactor.Add(key)
 	}
 	if f := c.String(flagSSHKeyFile); f != "" {
 		key, err := os.ReadFile(r.path(f))
@@ -264,7 +263,6 @@ func (r *runner) gitAuth(c *cli.Context) (configrepo.Auth, error) {
 			return a, usage(fmt.Errorf("--%s: %w", flagSSHKeyFile, err))
 		}
 		a.SSHKey = key
-		r.redactor.Add(string(key))
 	}
 	if f := c.String(flagGitCAFile); f != "" {
 		ca, err := os.ReadFile(r.path(f))
@@ -324,7 +322,6 @@ func (r *runner) registryClient(c *cli.Context) (*registry.Client, error) {
 		Getenv:   r.getenv,
 		Timeout:  c.Duration(flagRegTimeout),
 	}
-	r.redactor.Add(opts.Password, r.getenv("CI_REGISTRY_PASSWORD"), r.getenv("GITHUB_TOKEN"))
 	if f := c.String(flagRegCAFile); f != "" {
 		pem, err := os.ReadFile(r.path(f))
 		if err != nil {
@@ -348,6 +345,8 @@ func (r *runner) clusterOptions(c *cli.Context) cluster.Options {
 		Kubeconfig: r.path(c.String(flagKubeconfig)),
 		Context:    c.String(flagKubeContext),
 		Getenv:     r.getenv,
+		// The API server's warnings: deprecated APIs, admission policies in Warn mode.
+		Warn: func(msg string) { r.rep.Warnf("the cluster warns: %s", msg) },
 	}
 	if d := c.String(flagKubeconfigDat); d != "" {
 		o.KubeconfigData = []byte(d) // its credentials are registered as secrets by registerSecrets

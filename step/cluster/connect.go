@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -261,22 +262,34 @@ func fromRaw(raw *clientcmdapi.Config, context, source string) (*rest.Config, st
 	return cfg, fmt.Sprintf("context %q of %s", name, source), nil
 }
 
-// warningHandler passes API warnings to warn, or drops them.
+// warningHandler passes API warnings to warn, each distinct text once, or drops them.
 func warningHandler(warn func(string)) rest.WarningHandler {
 	if warn == nil {
 		return rest.NoWarnings{}
 	}
-	return warnFunc(warn)
+	return &warnOnce{warn: warn, seen: map[string]bool{}}
 }
 
-// warnFunc is a rest.WarningHandler calling a function.
-type warnFunc func(string)
+// warnOnce is a rest.WarningHandler calling warn once per distinct warning: the API server
+// repeats a deprecation warning on every request to the deprecated API.
+type warnOnce struct {
+	warn func(string)
+	mu   sync.Mutex
+	seen map[string]bool
+}
 
 // HandleWarningHeader implements rest.WarningHandler; it passes on warnings
 // with code 299 (the only code the API server sends).
-func (f warnFunc) HandleWarningHeader(code int, _ string, text string) {
-	if code == 299 && text != "" {
-		f(text)
+func (w *warnOnce) HandleWarningHeader(code int, _ string, text string) {
+	if code != 299 || text == "" {
+		return
+	}
+	w.mu.Lock()
+	first := !w.seen[text]
+	w.seen[text] = true
+	w.mu.Unlock()
+	if first {
+		w.warn(text)
 	}
 }
 

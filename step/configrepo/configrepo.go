@@ -282,7 +282,6 @@ func (r *Repo) Head() (plumbing.Hash, error) {
 	return ref.Hash(), nil
 }
 
-
 // Close removes the clone.
 func (r *Repo) Close() error { return os.RemoveAll(r.dir) }
 

@@ -18,7 +18,7 @@ func TestHistory(t *testing.T) {
 	pushCommits(t, gs, url, 100)
 	for _, tt := range []struct {
 		name  string
-		want  int // commits to visit before stopping; 0: all
+		want  int   // commits to visit before stopping; 0: all
 		reads int64 // at most this many fetches of history
 	}{
 		{name: "tip only", want: 1, reads: 0},
