@@ -97,6 +97,7 @@ func TestContention(t *testing.T) {
 	for i := 0; i < n; i++ {
 		services = append(services, fmt.Sprintf("svc-%02d", i))
 	}
+	bin := buildDeliver(t)
 	for trial := 1; trial <= 3; trial++ {
 		t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) {
 			s := newServers(t, fixture.App{Services: services, WithServices: true, Envs: map[string]string{"staging": "stg"}})
@@ -110,7 +111,7 @@ func TestContention(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results[i] = run(t, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "50",
+					results[i] = runProcess(t, bin, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "50",
 						"--image", svc + "=" + s.Reg.Ref("team/"+svc, "1.0.0")}, s.GitArgs())...)
 				}()
 			}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/resmap"
 
@@ -272,9 +271,9 @@ func (r *runner) engineDiff(ctx context.Context, ap *applier, repo *configrepo.R
 			return err
 		}
 	}
-	var pending []*object.Commit
+	var pending []configrepo.Commit
 	if !applied {
-		if pending, err = notApplied(ctx, repo, tip, st.Applied); err != nil {
+		if pending, err = notApplied(ctx, repo, st.Applied); err != nil {
 			end(err)
 			return err
 		}
@@ -299,41 +298,23 @@ func (r *runner) engineDiff(ctx context.Context, ap *applier, repo *configrepo.R
 // maxPending bounds the commits engineDiff lists.
 const maxPending = 50
 
-// notApplied lists the commits of the branch from tip back to applied (exclusive), newest
+// notApplied lists the commits of the branch from its tip back to applied (exclusive), newest
 // first, along first parents, at most maxPending; with applied "" or on another line of
-// history, the newest maxPending.
-func notApplied(ctx context.Context, repo *configrepo.Repo, tip plumbing.Hash, applied string) ([]*object.Commit, error) {
-	stop := plumbing.ZeroHash
-	if applied != "" {
-		// Reads the branch's history back to applied, deepening the clone as needed.
-		if ok, err := repo.Contains(ctx, tip, plumbing.NewHash(applied)); err != nil && !errors.Is(err, configrepo.ErrUndecided) {
-			return nil, err
-		} else if ok {
-			stop = plumbing.NewHash(applied)
-		}
-	}
-	if stop.IsZero() {
-		if _, err := repo.Deepen(ctx, maxPending); err != nil {
-			return nil, err
-		}
-	}
-	var out []*object.Commit
-	for h := tip; h != stop && len(out) < maxPending; {
-		c, err := repo.Git().CommitObject(h)
-		if err != nil {
-			break // the shallow boundary
+// history, the newest maxPending. The clone is deepened only as far as the list needs.
+func notApplied(ctx context.Context, repo *configrepo.Repo, applied string) ([]configrepo.Commit, error) {
+	var out []configrepo.Commit
+	err := repo.History(ctx, func(c configrepo.Commit) bool {
+		if c.Hash == applied {
+			return false
 		}
 		out = append(out, c)
-		if c.NumParents() == 0 {
-			break
-		}
-		h = c.ParentHashes[0]
-	}
-	return out, nil
+		return len(out) < maxPending
+	})
+	return out, err
 }
 
 // writeEngineState prints an engine object's state for `deliver diff`.
-func writeEngineState(w io.Writer, st engine.State, branch, tip string, applied bool, pending []*object.Commit) {
+func writeEngineState(w io.Writer, st engine.State, branch, tip string, applied bool, pending []configrepo.Commit) {
 	fmt.Fprintf(w, "# %s (builds %s from %s, %s branch %s)\n", st.Object, orDash(st.Path), st.Source, st.SourceURL, orDash(st.SourceBranch))
 	if st.Suspended {
 		fmt.Fprintf(w, "suspended: %s%s (Flux applies nothing until it is resumed)\n", st.SuspendedObject, by(st.SuspendedBy))
@@ -360,7 +341,7 @@ func writeEngineState(w io.Writer, st engine.State, branch, tip string, applied 
 		fmt.Fprintln(w, "not applied yet, newest first:")
 		for _, c := range pending {
 			subject, _, _ := strings.Cut(c.Message, "\n")
-			fmt.Fprintf(w, "  %s %s\n", short(c.Hash.String()), subject)
+			fmt.Fprintf(w, "  %s %s\n", short(c.Hash), subject)
 		}
 	}
 }

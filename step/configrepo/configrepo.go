@@ -282,10 +282,6 @@ func (r *Repo) Head() (plumbing.Hash, error) {
 	return ref.Hash(), nil
 }
 
-// Git gives read access to the clone (history, objects) for callers that read the record.
-// Blobs larger than Options.MaxFileSize are not in it.
-func (r *Repo) Git() *git.Repository { return r.repo }
-
 // Close removes the clone.
 func (r *Repo) Close() error { return os.RemoveAll(r.dir) }
 
