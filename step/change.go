@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -65,6 +67,7 @@ func (r *runner) bindChange(ctx context.Context, c *cli.Context, envName string)
 	if d.ap, err = r.maybeApplier(ctx, c, envName); err != nil {
 		return d, err
 	}
+	d.repoOpts.Replay = r.replayer(d.reg, d.ap)
 	return d, nil
 }
 
@@ -97,31 +100,21 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	// push loses, under exactly the contention that makes attempts repeat. --timeout bounds
 	// it, as it bounds the apply (the run's context, not the push's).
 	preflight, runCtx := ap != nil, ctx
-	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
-		forced, err := r.checkPolicy(ctx, dir, req, guard)
-		if err != nil {
-			return "", nil, err
-		}
-		er, err := setOverlayImages(dir, req.overlay, req.images)
-		if err != nil || len(er.changes) == 0 {
-			landed = er
-			return "", nil, err
-		}
+	edit := func(ctx context.Context, dir string) (string, []string, error) {
+		er, msg, paths, err := r.editChange(ctx, dir, req, base, guard, false)
 		landed = er
+		if err != nil || len(paths) == 0 {
+			return "", paths, err
+		}
 		if preflight {
 			preflight = false
 			if err := ap.preflight(runCtx, dir, req.overlay, er.rendered); err != nil {
-				return "", nil, err
+				return "", paths, err
 			}
 		}
-		rec := base
-		rec.Images = er.changes
-		rec.Forced = forced
-		for _, ch := range er.changes {
-			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
-		}
-		return rec.Message(), []string{er.path}, nil
-	})
+		return msg, paths, nil
+	}
+	res, err := r.pushChange(ctx, repo, c, configrepo.Change{Edit: edit, Request: changeRequestTrailers(req)})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
 	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 	if err != nil {
@@ -129,6 +122,14 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	}
 	if ap == nil {
 		return out, nil
+	}
+	if res.LandedBy != "" {
+		// Another run landed this change: what this run's edit made is what it made on the
+		// landed commit's parent. Make it there again (the apply and a revert need it), and
+		// move on to the landed commit.
+		if landed, err = r.editOnParent(ctx, repo, req, res); err != nil {
+			return out, err
+		}
 	}
 	applyErr := ap.run(ctx, repo.Dir(), req.overlay, landed.rendered, &out)
 	if applyErr == nil || !res.Changed || req.onFailure != onFailureRevert || !isRolloutFailure(applyErr) {
@@ -237,8 +238,67 @@ func revertSummary(restore []types.Image, remove []string) string {
 	return strings.Join(parts, " and ")
 }
 
+// editChange makes one attempt of a change in the work tree at dir, on the tip it builds on:
+// the environment's policy, the edit of the overlay and its render check. It returns what the
+// edit did, the commit message and the paths it changed (none: nothing to change; on an
+// error, the paths the edit may have written). quiet leaves out the per-image lines (a run
+// landing another run's change logs one line for it).
+func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, base release.Record, guard *policy.DowngradeGuard, quiet bool) (editResult, string, []string, error) {
+	forced, err := r.checkPolicy(ctx, dir, req, guard)
+	if err != nil {
+		return editResult{}, "", nil, err
+	}
+	er, err := setOverlayImages(dir, req.overlay, req.images)
+	if err != nil {
+		var paths []string
+		if er.path != "" {
+			paths = []string{er.path}
+		}
+		return er, "", paths, err
+	}
+	if len(er.changes) == 0 {
+		return er, "", nil, nil
+	}
+	rec := base
+	rec.Images = er.changes
+	rec.Forced = forced
+	if !quiet {
+		for _, ch := range er.changes {
+			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
+		}
+	}
+	return er, rec.Message(), []string{er.path}, nil
+}
+
+// editOnParent makes this run's edit again on the parent of the commit another run landed it
+// as, and moves the clone to that commit: the edit's result (rendered overlay, previous images)
+// is then the one this run would have had, had it pushed alone.
+func (r *runner) editOnParent(ctx context.Context, repo *configrepo.Repo, req changeRequest, res configrepo.Result) (editResult, error) {
+	if err := repo.Checkout(res.Parent); err != nil {
+		return editResult{}, err
+	}
+	er, err := setOverlayImages(repo.Dir(), req.overlay, req.images)
+	if err != nil {
+		return editResult{}, fmt.Errorf("making the change again on %s, the commit it was landed on: %w", short(res.Parent.String()), err)
+	}
+	file := filepath.Join(repo.Dir(), filepath.FromSlash(er.path))
+	edited, err := os.ReadFile(file)
+	if err != nil {
+		return editResult{}, fmt.Errorf("reading %s: %w", er.path, err)
+	}
+	if err := repo.Checkout(res.Commit); err != nil {
+		return editResult{}, err
+	}
+	if got, err := os.ReadFile(file); err != nil || string(got) != string(edited) {
+		// The landed commit is what the branch holds: apply it as it is.
+		r.rep.Warnf("%s in the landed commit %s differs from this run's edit of its parent; applying the landed commit as it is", er.path, short(res.Commit.String()))
+		er.rendered = nil
+	}
+	return er, nil
+}
+
 // checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
-// reports whether a lock was overridden.
+// reports whether a lock was overridden. A nil guard skips the downgrade guard.
 func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *policy.DowngradeGuard) (forced bool, err error) {
 	pol, err := policy.Load(dir)
 	if err != nil {
@@ -260,7 +320,7 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
 		forced = true
 	}
-	if req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
+	if guard != nil && req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
 		if err := checkDowngrade(ctx, guard, overlayDir(dir, req.overlay), req.images); err != nil {
 			return false, err
 		}

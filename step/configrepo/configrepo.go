@@ -82,6 +82,17 @@ type Options struct {
 	// DefaultMaxFileSize). It must be at least the largest file any reader of the clone
 	// accepts, since they tell a placeholder from a file by its size (see Repo.Dir).
 	MaxFileSize int64
+	// Replay re-applies other runs' queued changes when this run lands the queue (see
+	// queue.go). nil turns group commit off: a lost race is retried on the new tip.
+	Replay Replay
+	// QueueSkew is how far apart the clocks of the machines running deliver may be: a queued
+	// change is not landed later than QueueSkew before its deadline (default
+	// DefaultQueueSkew).
+	QueueSkew time.Duration
+	// QueueTakeover is how long the oldest queued change may stand still (its run is gone, or
+	// slow) before a waiting run lands the queue itself (default DefaultQueueTakeover, plus
+	// 50ms for each change waiting).
+	QueueTakeover time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
 	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
 	// 0-100% (full jitter). Every lost race means another push landed, so the branch makes
@@ -112,6 +123,8 @@ type Repo struct {
 	fetched plumbing.Hash
 	// touched are the paths the last edit changed, written again by the next checkout.
 	touched []string
+	// queueOff: the server cannot hold the queue (group commit); lost races are retried.
+	queueOff bool
 }
 
 // Object cache and streaming threshold of the clone's storage: objects larger than
@@ -148,6 +161,12 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
+	}
+	if opts.QueueSkew <= 0 {
+		opts.QueueSkew = DefaultQueueSkew
+	}
+	if opts.QueueTakeover <= 0 {
+		opts.QueueTakeover = DefaultQueueTakeover
 	}
 	cleanURL, err := moveURLCredentials(opts.URL, &opts.Auth)
 	if err != nil {
@@ -294,13 +313,43 @@ type Result struct {
 	Parent plumbing.Hash
 	// Attempts counts push attempts, 1 when the first one landed.
 	Attempts int
+	// Queued: the change went through the queue (group commit).
+	Queued bool
+	// LandedBy is the committer ("Name <email>") of Commit when another run landed the change;
+	// empty when this run pushed it.
+	LandedBy string
+	// Landed counts the changes the push that carried this run's change landed, when this run
+	// landed the queue.
+	Landed int
 }
 
 // Update applies edit, commits with author as author and committer, and pushes, retrying on
 // lost races. See the package documentation.
 func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
+	return r.UpdateChange(ctx, author, Change{Edit: edit})
+}
+
+// UpdateChange is Update for a change that may go through the queue (group commit, see
+// queue.go) when its first push loses the race and the change has a Request. Every commit it
+// makes carries the change's id (trailer Deliver-Change-Id).
+func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Change) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
+	edit := ch.Edit
+	if author.When.IsZero() {
+		author.When = time.Now()
+	}
+	now := time.Now()
+	deadline, _ := ctx.Deadline()
+	id := newChangeID(now, deadline)
+	group := ch.Request != "" && r.opts.Replay != nil && deadline.Sub(now)-r.opts.QueueSkew >= minQueueWindow
+	if head, err := r.Head(); err == nil && !r.fetched.IsZero() && head != r.fetched {
+		// The clone was left on an older commit (a change another run landed): start from
+		// the tip as last fetched.
+		if err := r.moveTo(r.fetched); err != nil {
+			return Result{}, fmt.Errorf("resetting the clone to %s: %w", r.fetched, err)
+		}
+	}
 	backoff := r.opts.Backoff
 	backoff.Steps = r.opts.MaxAttempts + 1
 	for attempt := 1; ; attempt++ {
@@ -320,14 +369,31 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
-		commit, objects, changed, err := r.commit(base, msg, paths, author)
+		if len(paths) > 0 {
+			msg = appendTrailers(msg, trailerChangeID+": "+id)
+		}
+		commit, objects, changed, err := r.commit(base, msg, paths, author, author)
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
 		if !changed {
 			return Result{Changed: false, Commit: base, Parent: base, Attempts: attempt - 1}, nil
 		}
-		pushErr := r.push(ctx, base, commit, objects)
+		var p *pending
+		if group && !r.queueOff {
+			if p, err = r.newPending(id, deadline, base, commit, objects, msg, ch.Request, author, edit); err != nil {
+				return Result{Attempts: attempt - 1}, err
+			}
+		}
+		queued, refs, pushErr := r.pushOrQueue(ctx, base, commit, objects, p)
+		if queued {
+			p.attempts = attempt
+			res, err := r.await(ctx, p, refs)
+			if errors.Is(err, errFellBack) {
+				continue // withdrawn: retried without the queue (r.queueOff)
+			}
+			return res, err
+		}
 		if pushErr == nil {
 			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
@@ -340,6 +406,21 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 			// The server took the push but its answer was lost: the tip is our commit.
 			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
+		}
+		if p != nil && !r.queueOff {
+			// Lost on the server, after the plain push was sent: queue the change now.
+			queued, refs, err := r.queue(ctx, p)
+			if err != nil {
+				return Result{Attempts: attempt}, err
+			}
+			if queued {
+				p.attempts = attempt
+				res, err := r.await(ctx, p, refs)
+				if errors.Is(err, errFellBack) {
+					continue
+				}
+				return res, err
+			}
 		}
 		if attempt >= r.opts.MaxAttempts {
 			return Result{Attempts: attempt}, fmt.Errorf("%w: %d attempts to push to %s (branch %s) all lost the race; raise --push-attempts or serialise the pipelines",
@@ -358,7 +439,7 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 // commit builds a commit of paths on base (its tree with those paths as they are on disk now)
 // and moves the branch to it; changed is false when the tree did not change. objects are the
 // objects the commit made, which the server does not have.
-func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author object.Signature) (commit plumbing.Hash, objects []plumbing.Hash, changed bool, err error) {
+func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author, committer object.Signature) (commit plumbing.Hash, objects []plumbing.Hash, changed bool, err error) {
 	if len(paths) == 0 {
 		return plumbing.ZeroHash, nil, false, nil
 	}
@@ -376,12 +457,11 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author obj
 	if author.When.IsZero() {
 		author.When = time.Now()
 	}
-	c := &object.Commit{Author: author, Committer: author, Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
-	obj := r.st.NewEncodedObject()
-	if err := c.Encode(obj); err != nil {
-		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
+	if committer.When.IsZero() {
+		committer.When = author.When
 	}
-	commit, err = r.st.SetEncodedObject(obj)
+	c := &object.Commit{Author: author, Committer: committer, Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	commit, err = r.storeCommit(c)
 	if err != nil {
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
@@ -406,18 +486,45 @@ func dedupe(hs []plumbing.Hash) []plumbing.Hash {
 // push pushes commit to the branch, without force: the server accepts it only as a
 // fast-forward of base, which is what makes a concurrent push detectable.
 func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) error {
-	progress := &cappedWriter{max: maxServerMessages}
-	err := r.remote.push(ctx, r.st, base, commit, objects, progress)
-	if err == nil {
-		return nil
+	_, _, err := r.pushOrQueue(ctx, base, commit, objects, nil)
+	return err
+}
+
+// pushOrQueue is push; but with p (group commit), when the branch moved on from base or
+// other changes wait in the queue, it queues the change in the same session instead (queued;
+// refs are the server's refs then, with the change queued).
+func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, p *pending) (queued bool, refs map[string]plumbing.Hash, err error) {
+	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
+	rs, err := r.remote.openReceive(ctx)
+	if err != nil {
+		return false, nil, classify(doing, err)
 	}
-	if errors.Is(err, errTipMoved) {
-		return err
+	defer rs.Close()
+	if p != nil && !r.queueOff {
+		tip := rs.refs()[r.remote.branch.String()]
+		if tip != commit && (tip != base || len(r.view(rs.refs()).live(time.Now(), r.opts.QueueSkew)) > 0) {
+			queued, err := r.queueIn(ctx, rs, p)
+			if queued || err != nil {
+				return queued, withRef(rs.refs(), p.ref, p.commit), err
+			}
+			if tip == base {
+				// The server cannot hold the queue (r.queueOff now): push as usual.
+				if rs, err = r.remote.openReceive(ctx); err != nil {
+					return false, nil, classify(doing, err)
+				}
+				defer rs.Close()
+			}
+		}
+	}
+	progress := &cappedWriter{max: maxServerMessages}
+	err = r.remote.pushIn(ctx, rs, r.st, base, commit, objects, progress)
+	if err == nil || errors.Is(err, errTipMoved) {
+		return false, nil, err
 	}
 	if msg := strings.TrimSpace(progress.String()); msg != "" {
 		err = fmt.Errorf("%w\nserver said:\n%s", err, indent(msg))
 	}
-	return classify(fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch), err)
+	return false, nil, classify(doing, err)
 }
 
 // lostRace looks at the branch after a failed push. It returns landed when the tip is the
@@ -475,6 +582,15 @@ func (r *Repo) fetchAndReset(ctx context.Context) error {
 	}
 	if err := r.moveTo(r.fetched); err != nil {
 		return fmt.Errorf("resetting the clone to %s: %w", r.fetched, err)
+	}
+	return nil
+}
+
+// Checkout moves the clone (its branch and work tree) to commit, which must be in it: the
+// tip, or a commit Update returned and its parent.
+func (r *Repo) Checkout(commit plumbing.Hash) error {
+	if err := r.moveTo(commit); err != nil {
+		return fmt.Errorf("moving the clone to %s: %w", commit, err)
 	}
 	return nil
 }
