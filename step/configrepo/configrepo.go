@@ -91,7 +91,7 @@ type Options struct {
 	QueueSkew time.Duration
 	// QueueTakeover is how long the oldest queued change may stand still (its run is gone, or
 	// slow) before a waiting run lands the queue itself (default DefaultQueueTakeover, plus
-	// 50ms for each change waiting).
+	// 100ms for each change waiting).
 	QueueTakeover time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
 	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
@@ -364,13 +364,14 @@ func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Cha
 		if err != nil {
 			return Result{}, err
 		}
-		msg, paths, err := edit(ctx, r.Dir())
+		record, paths, err := edit(ctx, r.Dir())
 		r.touched = append(r.touched, paths...)
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
+		msg := record
 		if len(paths) > 0 {
-			msg = appendTrailers(msg, trailerChangeID+": "+id)
+			msg = appendTrailers(record, trailerChangeID+": "+id)
 		}
 		commit, objects, changed, err := r.commit(base, msg, paths, author, author)
 		if err != nil {
@@ -381,7 +382,7 @@ func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Cha
 		}
 		var p *pending
 		if group && !r.queueOff {
-			if p, err = r.newPending(id, deadline, base, commit, objects, msg, ch.Request, author, edit); err != nil {
+			if p, err = r.newPending(deadline, base, commit, objects, record, ch.Request, author, edit); err != nil {
 				return Result{Attempts: attempt - 1}, err
 			}
 		}

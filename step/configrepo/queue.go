@@ -78,7 +78,7 @@ const (
 const DefaultQueueSkew = 5 * time.Second
 
 // DefaultQueueTakeover is Options.QueueTakeover when it is zero.
-const DefaultQueueTakeover = 2 * time.Second
+const DefaultQueueTakeover = 5 * time.Second
 
 const (
 	// minQueueWindow: a run queues its change only when it can wait at least this long.
@@ -87,7 +87,7 @@ const (
 	// change's deadline: its owner has stopped waiting by then.
 	outcomeRetention = time.Minute
 	// takeoverPerChange is added to Options.QueueTakeover for each change waiting.
-	takeoverPerChange = 50 * time.Millisecond
+	takeoverPerChange = 100 * time.Millisecond
 	// withdrawTimeout bounds the withdrawal of a change when its run gives up or is
 	// interrupted (the run's own context is over by then).
 	withdrawTimeout = 10 * time.Second
@@ -298,15 +298,17 @@ type pending struct {
 }
 
 // newPending builds the queued commit of a change made on base: the tree of commit, the
-// change's message with the request and the queue's trailers.
-func (r *Repo) newPending(id string, deadline time.Time, base, commit plumbing.Hash, objects []plumbing.Hash, msg, request string, author object.Signature, edit Edit) (*pending, error) {
+// change's record (its Edit's message) with the request and the queue's trailers. The change's
+// id is taken now, when it joins the queue, so that ids sort by arrival in the queue.
+func (r *Repo) newPending(deadline time.Time, base, commit plumbing.Hash, objects []plumbing.Hash, record, request string, author object.Signature, edit Edit) (*pending, error) {
 	c, err := r.repo.CommitObject(commit)
 	if err != nil {
 		return nil, fmt.Errorf("queueing the change: %w", err)
 	}
+	id := newChangeID(time.Now(), deadline)
 	lines := append(strings.Split(strings.TrimRight(request, "\n"), "\n"),
-		trailerDeadline+": "+deadline.UTC().Format(time.RFC3339), trailerQueue+": "+queueVersion)
-	qc := &object.Commit{Author: c.Author, Committer: c.Committer, Message: appendTrailers(msg, lines...), TreeHash: c.TreeHash, ParentHashes: []plumbing.Hash{base}}
+		trailerChangeID+": "+id, trailerDeadline+": "+deadline.UTC().Format(time.RFC3339), trailerQueue+": "+queueVersion)
+	qc := &object.Commit{Author: c.Author, Committer: c.Committer, Message: appendTrailers(record, lines...), TreeHash: c.TreeHash, ParentHashes: []plumbing.Hash{base}}
 	h, err := r.storeCommit(qc)
 	if err != nil {
 		return nil, fmt.Errorf("queueing the change: %w", err)
@@ -419,6 +421,7 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 	var key string
 	lastMove := time.Now()
 	delay := time.Duration(0)
+	gathered := false
 	for {
 		v = r.view(refs)
 		if _, ok := v.find(p.id); !ok {
@@ -436,24 +439,37 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 		if k := v.tip.String() + " " + first; k != key {
 			key, lastMove, delay = k, now, 0
 		}
-		stuck := now.Sub(lastMove) > r.opts.QueueTakeover+time.Duration(len(live))*takeoverPerChange
-		if first == p.id || stuck {
-			if stuck && first != p.id {
-				r.opts.Logf("the oldest queued change %s has not moved for %s: landing the queue", first, now.Sub(lastMove).Round(time.Millisecond))
-			}
-			res, done, err := r.land(ctx, p)
-			if done || err != nil {
-				return res, err
-			}
-			// Nothing landed this time (the server failed, or the deadline came): wait and
-			// read the queue again.
-			lastMove = time.Now()
-		}
 		pos := 0
 		for _, q := range live {
 			if q.id < p.id {
 				pos++
 			}
+		}
+		// A queue that stands still is taken over by the next in line first, by the one after
+		// it only if that does not help either, and so on: on a machine so loaded that the
+		// first run's landing takes longer than QueueTakeover, one run lands beside it, not
+		// every run waiting.
+		stuck := pos > 0 && now.Sub(lastMove) > time.Duration(pos)*r.opts.QueueTakeover+time.Duration(len(live))*takeoverPerChange
+		switch {
+		case first == p.id && !gathered:
+			// First in the queue: let the runs that lost the same race join it (their ids
+			// may sort before this one), then land, if still first, what has gathered.
+			gathered = true
+			if !r.sleep(ctx, gatherDelay) {
+				return r.withdraw(ctx, p, fmt.Errorf("%w: waiting in the queue as %s: %w", ErrConflict, p.ref, context.Cause(ctx)))
+			}
+			continue
+		case first == p.id || stuck:
+			if stuck && first != p.id {
+				r.opts.Logf("the oldest queued change %s has not moved for %s: landing the queue", first, now.Sub(lastMove).Round(time.Millisecond))
+			}
+			res, done, err := r.land(ctx, p, stuck && first != p.id)
+			if done || err != nil {
+				return res, err
+			}
+			// Nothing landed (another run is landing, the server failed, the deadline
+			// came): wait and read the queue again.
+			lastMove, gathered = time.Now(), false
 		}
 		delay = pollDelay(delay, pos)
 		refs = nil
@@ -463,9 +479,9 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 		case <-time.After(min(delay, time.Until(p.until))):
 		}
 		for refs == nil {
-			ar, err := r.remote.advertised(ctx)
+			next, err := r.poll(ctx, p)
 			if err == nil {
-				refs = ar.References
+				refs = next
 				break
 			}
 			if ctx.Err() != nil {
@@ -483,11 +499,25 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 	}
 }
 
+// gatherDelay is how long the first run in the queue waits before it lands it, so that the
+// runs that lost the same race are queued by then and land in the same push.
+const gatherDelay = 30 * time.Millisecond
+
+// sleep waits d, or until ctx is done (false).
+func (r *Repo) sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
 // pollDelay is how long a waiting run sleeps before it reads the refs again: about one
-// landing's time for the changes ahead of it at first, then growing by half each time the
-// queue did not move, up to a second; each with ±25% jitter.
+// landing's time for the changes ahead of it at first (or since the queue last moved), then
+// growing by half each time the queue did not move, up to a second; each with ±25% jitter.
 func pollDelay(prev time.Duration, ahead int) time.Duration {
-	d := 40*time.Millisecond + time.Duration(ahead)*15*time.Millisecond
+	d := 50*time.Millisecond + time.Duration(ahead+1)*20*time.Millisecond
 	if prev > 0 {
 		d = prev * 3 / 2
 	}
@@ -497,7 +527,7 @@ func pollDelay(prev time.Duration, ahead int) time.Duration {
 
 // land runs landings of the queue until one push decides this run's change (done), or this
 // run cannot land now (not done).
-func (r *Repo) land(ctx context.Context, p *pending) (res Result, done bool, err error) {
+func (r *Repo) land(ctx context.Context, p *pending, takeover bool) (res Result, done bool, err error) {
 	for round := 1; ; round++ {
 		if ctx.Err() != nil {
 			res, err := r.withdraw(ctx, p, fmt.Errorf("%w: landing the queue: %w", ErrConflict, context.Cause(ctx)))
@@ -506,7 +536,7 @@ func (r *Repo) land(ctx context.Context, p *pending) (res Result, done bool, err
 		if !time.Now().Before(p.until) {
 			return Result{}, false, nil
 		}
-		b, err := r.prepareLanding(ctx, p)
+		b, err := r.prepareLanding(ctx, p, takeover)
 		if err != nil {
 			if errors.Is(err, errQueueRace) {
 				continue
@@ -523,14 +553,15 @@ func (r *Repo) land(ctx context.Context, p *pending) (res Result, done bool, err
 			res, err := r.outcomeOf(ctx, p, b.view)
 			return res, true, err
 		}
-		if len(b.cmds) == 0 {
+		if b.notFirst || len(b.cmds) == 0 {
 			return Result{}, false, nil
 		}
 		p.attempts++
 		landedErr := r.pushLanding(ctx, b)
 		if errors.Is(landedErr, errQueueRace) {
-			r.opts.Logf("landing attempt %d lost the race to a concurrent push; landing again on the new tip", round)
-			continue
+			// Another run landed first (or a change was withdrawn): wait, and see.
+			r.opts.Logf("landing attempt %d lost the race to a concurrent push", round)
+			return Result{}, false, nil
 		}
 		if landedErr != nil {
 			if errors.Is(landedErr, errQueueUnsupported) {
@@ -558,6 +589,8 @@ type landing struct {
 	cmds  []*packp.Command
 	objs  []plumbing.Hash
 	gone  bool // this run's change is no longer queued
+	// notFirst: another change is first in the queue (and this run is not taking over).
+	notFirst bool
 	own   ownResult
 	count struct{ landed, refused, unchanged, expired, left int }
 }
@@ -571,14 +604,22 @@ type ownResult struct {
 }
 
 // prepareLanding fetches the branch's tip and the queued changes, and re-applies them on the
-// tip in order, one commit each.
-func (r *Repo) prepareLanding(ctx context.Context, p *pending) (*landing, error) {
+// tip in order, one commit each. Unless taking over, it fetches nothing when the refs show
+// another change first in the queue (notFirst).
+func (r *Repo) prepareLanding(ctx context.Context, p *pending, takeover bool) (*landing, error) {
 	now := time.Now()
+	notFirst := false
 	res, err := r.remote.fetch(ctx, r.st, fetchRequest{
 		depth: 1, haves: []plumbing.Hash{r.fetched}, filter: filter(r.opts.MaxFileSize),
 		wants: func(refs map[string]plumbing.Hash, tip plumbing.Hash) []plumbing.Hash {
+			v := r.view(refs)
+			live := v.live(now, r.opts.QueueSkew)
+			if _, queued := v.find(p.id); queued && !takeover && (len(live) == 0 || live[0].id != p.id) {
+				notFirst = true
+				return nil
+			}
 			wants := []plumbing.Hash{tip}
-			for _, q := range r.view(refs).live(now, r.opts.QueueSkew) {
+			for _, q := range live {
 				wants = append(wants, q.commit)
 			}
 			return wants
@@ -593,12 +634,15 @@ func (r *Repo) prepareLanding(ctx context.Context, p *pending) (*landing, error)
 	for h, size := range res.dropped {
 		r.wt.sizes[h] = size
 	}
-	r.fetched = res.tip
-	b := &landing{view: r.view(res.refs), tip: res.tip, head: res.tip}
+	b := &landing{view: r.view(res.refs), tip: res.tip, head: res.tip, notFirst: notFirst}
 	if _, ok := b.view.find(p.id); !ok {
 		b.gone = true
 		return b, nil
 	}
+	if notFirst {
+		return b, nil
+	}
+	r.fetched = res.tip
 	if err := r.moveTo(res.tip); err != nil {
 		return nil, fmt.Errorf("resetting the clone to %s: %w", res.tip, err)
 	}
@@ -850,21 +894,54 @@ func (r *Repo) landed(p *pending, b *landing) (Result, bool, error) {
 
 func short(h plumbing.Hash) string { return h.String()[:12] }
 
+// poll reads the server's refs; when they show this run's change decided, it fetches the
+// outcome in the same session (see fetchOutcome).
+func (r *Repo) poll(ctx context.Context, p *pending) (map[string]plumbing.Hash, error) {
+	res, err := r.fetchOutcome(ctx, func(refs map[string]plumbing.Hash) plumbing.Hash {
+		v := r.view(refs)
+		if _, queued := v.find(p.id); queued {
+			return plumbing.ZeroHash
+		}
+		return v.outcomes[p.id].commit
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.refs, nil
+}
+
+// fetchOutcome fetches the commit pick chooses from the server's refs (nothing when it
+// chooses none), two commits deep (the landed commit and its parent, which the caller may
+// move to) and without blobs over MaxFileSize.
+func (r *Repo) fetchOutcome(ctx context.Context, pick func(refs map[string]plumbing.Hash) plumbing.Hash) (fetchResult, error) {
+	res, err := r.remote.fetch(ctx, r.st, fetchRequest{
+		depth: 2, haves: []plumbing.Hash{r.fetched}, filter: filter(r.opts.MaxFileSize),
+		wants: func(refs map[string]plumbing.Hash, _ plumbing.Hash) []plumbing.Hash {
+			if h := pick(refs); !h.IsZero() {
+				return []plumbing.Hash{h}
+			}
+			return nil
+		},
+	}, r.opts.MaxFileSize, r.dir)
+	if err != nil {
+		return res, err
+	}
+	for h, size := range res.dropped {
+		r.wt.sizes[h] = size
+	}
+	return res, nil
+}
+
 // outcomeOf reads what became of this run's change once it left the queue.
 func (r *Repo) outcomeOf(ctx context.Context, p *pending, v queueView) (Result, error) {
 	o, ok := v.outcomes[p.id]
 	if !ok {
 		return Result{Attempts: p.attempts}, fmt.Errorf("%w: the queued change %s left the queue without an outcome (someone deleted its ref): it did not land", ErrRejected, p.ref)
 	}
-	res, err := r.remote.fetch(ctx, r.st, fetchRequest{
-		depth: 2, haves: []plumbing.Hash{r.fetched}, filter: filter(r.opts.MaxFileSize),
-		wants: func(map[string]plumbing.Hash, plumbing.Hash) []plumbing.Hash { return []plumbing.Hash{o.commit} },
-	}, r.opts.MaxFileSize, r.dir)
-	if err != nil {
-		return Result{Attempts: p.attempts}, classify(fmt.Sprintf("reading the outcome of the queued change %s", p.ref), err)
-	}
-	for h, size := range res.dropped {
-		r.wt.sizes[h] = size
+	if r.st.HasEncodedObject(o.commit) != nil {
+		if _, err := r.fetchOutcome(ctx, func(map[string]plumbing.Hash) plumbing.Hash { return o.commit }); err != nil {
+			return Result{Attempts: p.attempts}, classify(fmt.Sprintf("reading the outcome of the queued change %s", p.ref), err)
+		}
 	}
 	c, err := r.repo.CommitObject(o.commit)
 	if err != nil {
