@@ -22,7 +22,23 @@ import (
 // with "leave-" for its owner.
 
 func lineChange(line string) configrepo.Change {
-	return configrepo.Change{Edit: appendLine("list.txt", line), Request: "Test-Line: " + line}
+	return configrepo.Change{Edit: appendAlways("list.txt", line), Request: "Test-Line: " + line}
+}
+
+// appendAlways appends line to file even when it is there: an edit that is not idempotent, so
+// that a change landed twice shows twice.
+func appendAlways(file, line string) configrepo.Edit {
+	return func(_ context.Context, dir string) (string, []string, error) {
+		p := filepath.Join(dir, file)
+		old, err := os.ReadFile(p)
+		if err != nil && !os.IsNotExist(err) {
+			return "", nil, err
+		}
+		if err := os.WriteFile(p, append(old, []byte(line+"\n")...), 0o644); err != nil {
+			return "", nil, err
+		}
+		return "add " + line, []string{file}, nil
+	}
 }
 
 func lineReplay(ctx context.Context, dir string, q configrepo.Queued) (string, []string, error) {
@@ -38,14 +54,14 @@ func lineReplay(ctx context.Context, dir string, q configrepo.Queued) (string, [
 	case strings.HasPrefix(line, "refuse-"):
 		// Written first, as an edit whose check fails after it wrote would: the landing must
 		// undo it.
-		if _, paths, err := appendLine("list.txt", line)(ctx, dir); err != nil {
+		if _, paths, err := appendAlways("list.txt", line)(ctx, dir); err != nil {
 			return "", paths, err
 		}
 		return "", []string{"list.txt"}, &configrepo.Refusal{Code: 8, Message: "refused: " + line}
 	case strings.HasPrefix(line, "leave-"):
 		return "", nil, errors.New("cannot judge " + line)
 	}
-	return appendLine("list.txt", line)(ctx, dir)
+	return appendAlways("list.txt", line)(ctx, dir)
 }
 
 func queueOpts(gs *testenv.GitServer, url string) configrepo.Options {
