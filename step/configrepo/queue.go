@@ -583,16 +583,16 @@ var errQueueRace = errors.New("the queue changed")
 
 // landing is one landing of the queue, ready to push.
 type landing struct {
-	view  queueView
-	tip   plumbing.Hash // the branch's tip it builds on
-	head  plumbing.Hash // the last commit it made
-	cmds  []*packp.Command
-	objs  []plumbing.Hash
-	gone  bool // this run's change is no longer queued
+	view queueView
+	tip  plumbing.Hash // the branch's tip it builds on
+	head plumbing.Hash // the last commit it made
+	cmds []*packp.Command
+	objs []plumbing.Hash
+	gone bool // this run's change is no longer queued
 	// notFirst: another change is first in the queue (and this run is not taking over).
 	notFirst bool
-	own   ownResult
-	count struct{ landed, refused, unchanged, expired, left int }
+	own      ownResult
+	count    struct{ landed, refused, unchanged, expired, left int }
 }
 
 // ownResult is what a landing decided for this run's change.
