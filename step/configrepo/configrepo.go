@@ -380,13 +380,14 @@ func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Cha
 		if !changed {
 			return Result{Changed: false, Commit: base, Parent: base, Attempts: attempt - 1}, nil
 		}
-		var p *pending
+		var q *queueing
 		if group && !r.queueOff {
-			if p, err = r.newPending(deadline, base, commit, objects, record, ch.Request, author, edit); err != nil {
-				return Result{Attempts: attempt - 1}, err
-			}
+			q = &queueing{make: func() (*pending, error) {
+				return r.newPending(deadline, base, commit, objects, record, ch.Request, author, edit)
+			}}
 		}
-		queued, refs, pushErr := r.pushOrQueue(ctx, base, commit, objects, p)
+		queued, refs, pushErr := r.pushOrQueue(ctx, base, commit, objects, q)
+		p := q.get()
 		if queued {
 			p.attempts = attempt
 			res, err := r.await(ctx, p, refs)
@@ -408,8 +409,11 @@ func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Cha
 			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
 		}
-		if p != nil && !r.queueOff {
+		if q != nil && !r.queueOff {
 			// Lost on the server, after the plain push was sent: queue the change now.
+			if p, err = q.pending(); err != nil {
+				return Result{Attempts: attempt}, err
+			}
 			queued, refs, err := r.queue(ctx, p)
 			if err != nil {
 				return Result{Attempts: attempt}, err
@@ -491,19 +495,49 @@ func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []p
 	return err
 }
 
-// pushOrQueue is push; but with p (group commit), when the branch moved on from base or
+// queueing makes the queued form of a change when the change joins the queue (not before:
+// an uncontended push does not pay for it).
+type queueing struct {
+	make func() (*pending, error)
+	p    *pending
+}
+
+func (q *queueing) pending() (*pending, error) {
+	if q.p == nil {
+		p, err := q.make()
+		if err != nil {
+			return nil, err
+		}
+		q.p = p
+	}
+	return q.p, nil
+}
+
+// get is the queued form if it was made.
+func (q *queueing) get() *pending {
+	if q == nil {
+		return nil
+	}
+	return q.p
+}
+
+// pushOrQueue is push; but with q (group commit), when the branch moved on from base or
 // other changes wait in the queue, it queues the change in the same session instead (queued;
 // refs are the server's refs then, with the change queued).
-func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, p *pending) (queued bool, refs map[string]plumbing.Hash, err error) {
+func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing) (queued bool, refs map[string]plumbing.Hash, err error) {
 	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
 	rs, err := r.remote.openReceive(ctx)
 	if err != nil {
 		return false, nil, classify(doing, err)
 	}
 	defer rs.Close()
-	if p != nil && !r.queueOff {
+	if q != nil && !r.queueOff {
 		tip := rs.refs()[r.remote.branch.String()]
 		if tip != commit && (tip != base || len(r.view(rs.refs()).live(time.Now(), r.opts.QueueSkew)) > 0) {
+			p, err := q.pending()
+			if err != nil {
+				return false, nil, err
+			}
 			queued, err := r.queueIn(ctx, rs, p)
 			if queued || err != nil {
 				return queued, withRef(rs.refs(), p.ref, p.commit), err
