@@ -90,8 +90,9 @@ type Options struct {
 	// DefaultQueueSkew).
 	QueueSkew time.Duration
 	// QueueTakeover is how long the oldest queued change may stand still (its run is gone, or
-	// slow) before a waiting run lands the queue itself (default DefaultQueueTakeover, plus
-	// 100ms for each change waiting).
+	// slow) before the next in line lands the queue itself (default DefaultQueueTakeover, plus
+	// 100ms for each change waiting and four times the longest request this run made to the
+	// server: a landing is a fetch and a push); the one after it waits twice that, and so on.
 	QueueTakeover time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
 	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
@@ -125,6 +126,14 @@ type Repo struct {
 	touched []string
 	// queueOff: the server cannot hold the queue (group commit); lost races are retried.
 	queueOff bool
+	// slowest is the longest fetch or push this Repo made: how long the server takes, which
+	// a landing of the queue takes at least twice.
+	slowest time.Duration
+}
+
+// timed records how long a request to the server took (see slowest).
+func (r *Repo) timed(start time.Time) {
+	r.slowest = max(r.slowest, time.Since(start))
 }
 
 // Object cache and streaming threshold of the clone's storage: objects larger than
@@ -193,10 +202,12 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	// update.
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
+	start := time.Now()
 	if err := r.fetchTip(ctx, 1, nil, false); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, classify(fmt.Sprintf("cloning %s (branch %s)", cleanURL, opts.Branch), err)
 	}
+	r.timed(start)
 	if err := r.moveTo(r.fetched); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("cloning %s (branch %s): %w", cleanURL, opts.Branch, err)
@@ -526,6 +537,7 @@ func (q *queueing) get() *pending {
 // refs are the server's refs then, with the change queued).
 func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing) (queued bool, refs map[string]plumbing.Hash, err error) {
 	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
+	defer r.timed(time.Now())
 	rs, err := r.remote.openReceive(ctx)
 	if err != nil {
 		return false, nil, classify(doing, err)

@@ -449,7 +449,7 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 		// it only if that does not help either, and so on: on a machine so loaded that the
 		// first run's landing takes longer than QueueTakeover, one run lands beside it, not
 		// every run waiting.
-		stuck := pos > 0 && now.Sub(lastMove) > time.Duration(pos)*r.opts.QueueTakeover+time.Duration(len(live))*takeoverPerChange
+		stuck := pos > 0 && now.Sub(lastMove) > time.Duration(pos)*(r.opts.QueueTakeover+4*r.slowest)+time.Duration(len(live))*takeoverPerChange
 		switch {
 		case first == p.id && !gathered:
 			// First in the queue: let the runs that lost the same race join it (their ids
@@ -536,7 +536,11 @@ func (r *Repo) land(ctx context.Context, p *pending, takeover bool) (res Result,
 		if !time.Now().Before(p.until) {
 			return Result{}, false, nil
 		}
+		start := time.Now()
 		b, err := r.prepareLanding(ctx, p, takeover)
+		if b != nil && !b.notFirst {
+			r.timed(start)
+		}
 		if err != nil {
 			if errors.Is(err, errQueueRace) {
 				continue
@@ -557,7 +561,9 @@ func (r *Repo) land(ctx context.Context, p *pending, takeover bool) (res Result,
 			return Result{}, false, nil
 		}
 		p.attempts++
+		start = time.Now()
 		landedErr := r.pushLanding(ctx, b)
+		r.timed(start)
 		if errors.Is(landedErr, errQueueRace) {
 			// Another run landed first (or a change was withdrawn): wait, and see.
 			r.opts.Logf("landing attempt %d lost the race to a concurrent push", round)
