@@ -41,7 +41,11 @@ type runner struct {
 	redactor  *redact.Redactor
 	ci        ci.Context
 	rep       ci.Reporter
-	finish    func() // flushes the redacting writers
+	// hints names options the way the user sets them (flags, action inputs, CI variables).
+	hints hints
+	// checkout is the command's clone of the config repo, for the report; nil before it.
+	checkout *checkout
+	finish   func() // flushes the redacting writers
 }
 
 // Main runs the app with args (os.Args) and returns the process exit code. Every byte written
@@ -53,6 +57,9 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	red := redact.New()
 	outW, errW := red.Writer(stdio.Stdout), red.Writer(stdio.Stderr)
 	r := &runner{stdout: outW, stderr: errW, rawStderr: stdio.Stderr, getenv: stdio.Getenv, redactor: red, ci: ci.Detect(stdio.Getenv)}
+	if r.ci.Action {
+		r.getenv = ci.ActionEnv(stdio.Getenv)
+	}
 	r.finish = func() { _ = outW.Flush(); _ = errW.Flush() }
 	defer r.finish()
 	if ctx.Err() != nil {
@@ -102,7 +109,9 @@ func (r *runner) newApp() *cli.App {
 		ErrWriter:       r.stderr,
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dotenv", EnvVars: env("dotenv"), Usage: "GitLab: where to write the dotenv report (default deliver.env in GitLab CI)"},
+			&cli.StringFlag{Name: flagDotenv, EnvVars: env(flagDotenv), Usage: "GitLab: where to write the dotenv report (default deliver.env in GitLab CI)"},
+			&cli.StringFlag{Name: flagDotenvPrefix, EnvVars: env(flagDotenvPrefix), Usage: "GitLab: prefix of the job's own copy of the dotenv keys (default DELIVER_<ENV>_, as in DELIVER_STAGING_COMMIT_SHA)"},
+			&cli.StringFlag{Name: flagReport, EnvVars: env(flagReport), Usage: "write the outcome as JSON to this file: images before and after, config commit, rollout per object, a dry run's diff (for later CI jobs)"},
 		},
 		// Only main decides the exit code; urfave/cli must not call os.Exit from inside Run.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -149,11 +158,11 @@ func (r *runner) reporter(c *cli.Context) ci.Reporter {
 	case ci.ProviderGitHub:
 		return ci.NewGitHub(r.stderr, r.rawStderr, r.getenv, r.redactor.Secrets())
 	case ci.ProviderGitLab:
-		dotenv := c.String("dotenv")
+		dotenv := c.String(flagDotenv)
 		if dotenv == "" {
 			dotenv = "deliver.env"
 		}
-		return ci.NewGitLab(r.stderr, dotenv, r.redactor.String)
+		return ci.NewGitLab(r.stderr, ci.Dotenv{Path: dotenv, Prefix: c.String(flagDotenvPrefix), Reserved: flagVariables(c.App)}, r.redactor.String)
 	}
 	return ci.NewPlain(r.stderr)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -179,7 +180,7 @@ func (a *applier) deadline(ctx, opCtx context.Context, what string, err error) e
 	if !errors.Is(opCtx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w: %s on %s took longer than --%s %s: %w", cluster.ErrUnreachable, what, a.client.Host(), flagTimeout, a.timeout, err)
+	return fmt.Errorf("%w: %s on %s took longer than --%s=%s: %w", cluster.ErrUnreachable, what, a.client.Host(), flagTimeout, a.timeout, err)
 }
 
 // check makes sure the cluster answers and accepts the credentials (cluster.Client.Check),
@@ -226,6 +227,7 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 	}
 	rep.Logf("%d created, %d configured, %d unchanged, %d pruned", counts[cluster.ActionCreated], counts[cluster.ActionConfigured], counts[cluster.ActionUnchanged], len(res.Pruned))
 	out.Applied, out.Pruned = len(res.Objects), len(res.Pruned)
+	out.Objects = objectStatuses(res)
 	end(nil)
 	if !a.wait {
 		out.Rollout = "not-waited"
@@ -238,7 +240,14 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 		seen = append(seen, o.Object)
 	}
 	end = rep.Phase("wait", fmt.Sprintf("waiting up to %s for %d object(s) to be ready", a.timeout, len(refs)))
-	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Seen: seen, Progress: func(line string) { rep.Logf("%s", line) }})
+	last := map[string]string{} // the state each object's last progress line gave
+	err = a.client.Wait(ctx, refs, cluster.WaitOptions{Timeout: a.timeout, Seen: seen, Progress: func(line string) {
+		rep.Logf("%s", line)
+		if ref, state, ok := strings.Cut(line, ": "); ok {
+			last[ref] = state
+		}
+	}})
+	waitedStatuses(out.Objects, last, err)
 	if err != nil {
 		out.Rollout = "failed"
 		end(err)
@@ -247,6 +256,48 @@ func (a *applier) run(ctx context.Context, root, overlay string, rendered resmap
 	out.Rollout = "ready"
 	end(nil)
 	return nil
+}
+
+// objectStatuses lists the objects of an apply, then the pruned ones, for the outcome's
+// rollout per object (their statuses come from the wait).
+func objectStatuses(res cluster.ApplyResult) []ci.ObjectStatus {
+	out := make([]ci.ObjectStatus, 0, len(res.Objects)+len(res.Pruned))
+	for _, o := range res.Objects {
+		out = append(out, ci.ObjectStatus{Object: o.Ref.String(), Action: string(o.Action)})
+	}
+	for _, p := range res.Pruned {
+		out = append(out, ci.ObjectStatus{Object: p.String(), Action: string(cluster.ActionPruned)})
+	}
+	return out
+}
+
+// waitedStatuses fills in the state the wait left each applied object in: the last progress
+// line of an object that was not ready at once ("2/2 ready"), Current for one that was; after
+// a failed rollout, the status (Failed, InProgress...) the error lists for each object that
+// is not Current; unknown when the wait ended otherwise (the cluster stopped answering).
+func waitedStatuses(objs []ci.ObjectStatus, last map[string]string, err error) {
+	for i := range objs {
+		o := &objs[i]
+		if o.Action == string(cluster.ActionPruned) {
+			continue
+		}
+		state, seen := last[o.Object]
+		switch {
+		case err == nil && seen:
+			o.Status = state
+		case err == nil:
+			o.Status = "Current"
+		case !errors.Is(err, cluster.ErrRolloutFailed):
+			o.Status = "unknown"
+		default:
+			o.Status = "Current"
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), o.Object+": "); ok {
+					o.Status, _, _ = strings.Cut(rest, ": ")
+				}
+			}
+		}
+	}
 }
 
 // dryRun reports what applying the overlay would change, changing nothing.
@@ -272,6 +323,7 @@ func (a *applier) dryRun(ctx context.Context, root, overlay string, rendered res
 		fmt.Fprintf(a.r.stdout, "# cluster: %s would be pruned\n", p)
 	}
 	out.Applied, out.Pruned = len(res.Objects), len(res.Pruned)
+	out.Objects = objectStatuses(res)
 	out.Rollout = "dry-run"
 	end(nil)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/types"
 
@@ -39,6 +40,8 @@ type changeRequest struct {
 	reason string
 	// onFailure says what to do when the rollout fails: revert the change or keep it.
 	onFailure string
+	// pr chooses pull-request mode and its options.
+	pr prOptions
 }
 
 // changeDeps are what every command that changes an environment's images binds from its flags.
@@ -48,6 +51,7 @@ type changeDeps struct {
 	event    string
 	reg      *registry.Client
 	ap       *applier // nil with --no-apply
+	pr       prOptions
 }
 
 // bindChange validates and binds the config-repo, trigger, registry and cluster flags, before
@@ -62,6 +66,9 @@ func (r *runner) bindChange(ctx context.Context, c *cli.Context, envName string)
 		return d, err
 	}
 	if d.reg, err = r.registryClient(c); err != nil {
+		return d, err
+	}
+	if d.pr, err = bindPullRequest(c); err != nil {
 		return d, err
 	}
 	if d.ap, err = r.maybeApplier(ctx, c, envName); err != nil {
@@ -91,7 +98,12 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			return out, err
 		}
 	}
+	mode, err := via(repo.Dir(), req)
+	if err != nil {
+		return out, err
+	}
 	var landed editResult
+	var prop proposal
 	// The server-side dry run of the edited overlay runs once per deploy, on the first attempt
 	// that has something to commit: only there, after the policy check, is the edit rendered.
 	// A lost race does not repeat it: the new tip differs by other pipelines' changes, which
@@ -101,7 +113,15 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	// it, as it bounds the apply (the run's context, not the push's).
 	preflight, runCtx := ap != nil, ctx
 	edit := func(ctx context.Context, dir string) (string, []string, error) {
-		er, msg, paths, err := r.editChange(ctx, dir, req, base, guard, false)
+		var before func(dir string) error
+		if mode == policy.ViaPullRequest {
+			before = func(dir string) (err error) {
+				prop.path, prop.before, err = readOverlayFile(dir, req.overlay)
+				return err
+			}
+		}
+		er, forced, msg, paths, err := r.editChange(ctx, dir, req, base, guard, false, before)
+		prop.forced = forced
 		landed = er
 		if err != nil || len(paths) == 0 {
 			return "", paths, err
@@ -112,24 +132,34 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 				return "", paths, err
 			}
 		}
+		if mode == policy.ViaPullRequest {
+			if _, prop.after, err = readOverlayFile(dir, req.overlay); err != nil {
+				return "", paths, err
+			}
+		}
 		return msg, paths, nil
+	}
+	if mode == policy.ViaPullRequest {
+		return r.proposeChange(ctx, c, repo, ap, req, out, edit, &landed, &prop)
 	}
 	res, err := r.pushChange(ctx, repo, c, configrepo.Change{Edit: edit, Request: changeRequestTrailers(req)})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
+	if err == nil && res.LandedBy != "" {
+		// Another run landed this change: what this run's edit made is what it makes on the
+		// landed commit's parent. With an apply to come, make it there again (the apply and a
+		// revert need it) and move on to the landed commit; without, its record says enough.
+		if ap != nil {
+			landed, err = r.editOnParent(repo, req, res)
+		} else {
+			landed, err = editFromRecord(repo, res.Commit)
+		}
+	}
+	out.Previous = previousImages(landed)
 	if err != nil {
-		return out, err
+		return out, protectedHint(err, req.envName)
 	}
 	if ap == nil {
 		return out, nil
-	}
-	if res.LandedBy != "" {
-		// Another run landed this change: what this run's edit made is what it made on the
-		// landed commit's parent. Make it there again (the apply and a revert need it), and
-		// move on to the landed commit.
-		if landed, err = r.editOnParent(ctx, repo, req, res); err != nil {
-			return out, err
-		}
 	}
 	applyErr := ap.run(ctx, repo.Dir(), req.overlay, landed.rendered, &out)
 	if applyErr == nil || !res.Changed || req.onFailure != onFailureRevert || !isRolloutFailure(applyErr) {
@@ -192,7 +222,6 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	what := revertSummary(restore, remove)
 	if res.Changed {
 		out.Changed, out.CommitSHA = true, res.Commit.String()
-		out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 		what += " (config commit " + short(out.CommitSHA) + ")"
 	} else {
 		what += " (the config repo already held it: nothing to commit)"
@@ -240,24 +269,27 @@ func revertSummary(restore []types.Image, remove []string) string {
 
 // editChange makes one attempt of a change in the work tree at dir, on the tip it builds on:
 // the environment's policy, the edit of the overlay and its render check. It returns what the
-// edit did, the commit message and the paths it changed (none: nothing to change; on an
-// error, the paths the edit may have written). quiet leaves out the per-image lines (a run
-// landing another run's change logs one line for it).
-func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, base release.Record, guard *policy.DowngradeGuard, quiet bool) (editResult, string, []string, error) {
-	forced, err := r.checkPolicy(ctx, dir, req, guard)
-	if err != nil {
-		return editResult{}, "", nil, err
+// edit did, whether a lock was overridden, the commit message and the paths it changed (none:
+// nothing to change; on an error, the paths the edit may have written). before, if set, runs
+// between the policy check and the edit. quiet leaves out the per-image lines (a run landing
+// another run's change logs one line for it).
+func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, base release.Record, guard *policy.DowngradeGuard, quiet bool, before func(dir string) error) (er editResult, forced bool, msg string, paths []string, err error) {
+	if forced, err = r.checkPolicy(ctx, dir, req, guard); err != nil {
+		return editResult{}, false, "", nil, err
 	}
-	er, err := setOverlayImages(dir, req.overlay, req.images)
-	if err != nil {
-		var paths []string
+	if before != nil {
+		if err := before(dir); err != nil {
+			return editResult{}, forced, "", nil, err
+		}
+	}
+	if er, err = setOverlayImages(dir, req.overlay, req.images); err != nil {
 		if er.path != "" {
 			paths = []string{er.path}
 		}
-		return er, "", paths, err
+		return er, forced, "", paths, err
 	}
 	if len(er.changes) == 0 {
-		return er, "", nil, nil
+		return er, forced, "", nil, nil
 	}
 	rec := base
 	rec.Images = er.changes
@@ -267,13 +299,13 @@ func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, 
 			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
 		}
 	}
-	return er, rec.Message(), []string{er.path}, nil
+	return er, forced, rec.Message(), []string{er.path}, nil
 }
 
 // editOnParent makes this run's edit again on the parent of the commit another run landed it
 // as, and moves the clone to that commit: the edit's result (rendered overlay, previous images)
 // is then the one this run would have had, had it pushed alone.
-func (r *runner) editOnParent(ctx context.Context, repo *configrepo.Repo, req changeRequest, res configrepo.Result) (editResult, error) {
+func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res configrepo.Result) (editResult, error) {
 	if err := repo.Checkout(res.Parent); err != nil {
 		return editResult{}, err
 	}
@@ -297,6 +329,31 @@ func (r *runner) editOnParent(ctx context.Context, repo *configrepo.Repo, req ch
 	return er, nil
 }
 
+// editFromRecord is what this run's edit did, as the record of the commit another run landed
+// it as says: the images it changed and what they were before.
+func editFromRecord(repo *configrepo.Repo, commit plumbing.Hash) (editResult, error) {
+	c, err := repo.Git().CommitObject(commit)
+	if err != nil {
+		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
+	}
+	rec, err := release.Parse(c.Message)
+	if err != nil {
+		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
+	}
+	er := editResult{changes: rec.Images, previous: map[string]types.Image{}}
+	for _, ch := range rec.Images {
+		if ch.From == "" {
+			continue
+		}
+		img, err := kustomize.ParseImageArg(ch.Name + "=" + ch.From)
+		if err != nil {
+			img = types.Image{Name: ch.Name, NewName: ch.From} // formats back to From as it is
+		}
+		er.previous[ch.Name] = img
+	}
+	return er, nil
+}
+
 // checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
 // reports whether a lock was overridden. A nil guard skips the downgrade guard.
 func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *policy.DowngradeGuard) (forced bool, err error) {
@@ -305,8 +362,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		return false, usage(err)
 	}
 	if req.trigger == ci.TriggerAutomated && !pol.AutomatedAllowed(req.envName) {
-		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or deliver with --trigger manual",
-			errPolicy, req.envName, policy.FileName, req.envName)
+		return false, fmt.Errorf("%w: environment %s accepts only manual runs (%s: environments.%s.automated: false); run the manual pipeline or job, or give %s",
+			errPolicy, req.envName, policy.FileName, req.envName, r.hints.set(flagTrigger, string(ci.TriggerManual)))
 	}
 	for _, img := range req.images {
 		l, locked := pol.LockFor(req.envName, img.Name)
@@ -314,8 +371,8 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 			continue
 		}
 		if !req.force {
-			return false, fmt.Errorf("%w: %s; unlock it with `deliver unlock --env %s --image %s`, or override it in a manual run with --force",
-				errPolicy, l.Describe(), req.envName, img.Name)
+			return false, fmt.Errorf("%w: %s; unlock it with %s, or override it in a manual run with %s",
+				errPolicy, l.Describe(), r.hints.command("unlock", flagEnv, req.envName, flagImage, img.Name), r.hints.set(flagForce, "true"))
 		}
 		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
 		forced = true

@@ -116,7 +116,7 @@ func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs [
 // deploy is `deliver deploy`.
 func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error) {
 	envName := c.String(flagEnv)
-	out := ci.Outcome{Command: "deploy", Environment: envName}
+	out := ci.Outcome{Command: "deploy", Environment: envName, DryRun: c.Bool(flagDryRun)}
 	var err error
 	if out.URL, err = envURL(c); err != nil {
 		return out, err
@@ -168,7 +168,7 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionDeploy, envName: envName, overlay: overlay, images: images,
 		trigger: d.trigger, event: d.event, force: c.Bool(flagForce), reason: c.String(flagReason),
-		onFailure: c.String(flagOnFailure),
+		onFailure: c.String(flagOnFailure), pr: d.pr,
 	}, out)
 }
 
@@ -183,6 +183,7 @@ func (r *runner) clone(ctx context.Context, opts configrepo.Options) (*configrep
 	if head, herr := repo.Head(); herr == nil {
 		r.rep.Logf("at %s", short(head.String()))
 	}
+	r.recordCheckout(repo)
 	end(nil)
 	return repo, nil
 }
@@ -196,6 +197,11 @@ func (r *runner) push(ctx context.Context, repo *configrepo.Repo, c *cli.Context
 // queue when other pipelines push at the same time (group commit).
 func (r *runner) pushChange(ctx context.Context, repo *configrepo.Repo, c *cli.Context, change configrepo.Change) (configrepo.Result, error) {
 	end := r.rep.Phase("push", "commit and push; if other pipelines push at the same time, land the changes together")
+	edit := change.Edit
+	change.Edit = func(ctx context.Context, dir string) (string, []string, error) {
+		r.readCheckout(repo) // the tip this attempt edits: an error about a file links it there
+		return edit(ctx, dir)
+	}
 	res, err := repo.UpdateChange(ctx, r.author(c), change)
 	if err != nil {
 		end(err)
@@ -239,13 +245,14 @@ func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, env
 		return out, fmt.Errorf("reading %s: %w", file, err)
 	}
 	end(nil)
-	out.Changed = len(er.changes) > 0
+	out.Changed, out.Previous = len(er.changes) > 0, previousImages(er)
 	if out.Changed {
 		diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 			A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
 			FromFile: "a/" + er.path, ToFile: "b/" + er.path, Context: 3,
 		})
 		fmt.Fprint(r.stdout, diff)
+		out.Diff = diff
 	} else {
 		fmt.Fprintf(r.stdout, "# %s already holds these images: no commit would be made\n", er.path)
 	}

@@ -36,8 +36,8 @@ const (
 	ExitRegistry = 9
 	// ExitReport: the command did its work (what it pushed stays pushed, what it applied stays
 	// applied) but its CI outputs could not be written: GitHub's step outputs
-	// (GITHUB_OUTPUT) or job summary (GITHUB_STEP_SUMMARY), GitLab's dotenv report. The
-	// message names the file.
+	// (GITHUB_OUTPUT) or job summary (GITHUB_STEP_SUMMARY), GitLab's dotenv report, the JSON
+	// report (--report). The message names the file.
 	ExitReport = 10
 	// ExitInterrupted: deliver was interrupted (SIGINT/SIGTERM) or its deadline passed.
 	ExitInterrupted = 130

@@ -46,6 +46,11 @@ const (
 	flagPushTimeout   = "push-timeout"
 	flagAuthorName    = "author-name"
 	flagAuthorEmail   = "author-email"
+	flagCommitterName = "committer-name"
+	flagCommitterMail = "committer-email"
+	flagSigningKey    = "signing-key"
+	flagSigningFile   = "signing-key-file"
+	flagSigningPass   = "signing-key-passphrase"
 	flagTrigger       = "trigger"
 	flagDigestPin     = "digest-pin"
 	flagNoApply       = "no-apply"
@@ -67,11 +72,11 @@ const (
 // releaseFlags are the flags of commands that change an environment's images.
 func releaseFlags() []cli.Flag {
 	const cat = "Release"
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.BoolFlag{Name: flagForce, Category: cat, EnvVars: env(flagForce), Usage: "override a lock on the image (manual runs only; recorded in the commit)"},
 		&cli.StringFlag{Name: flagReason, Category: cat, EnvVars: env(flagReason), Usage: "why: recorded in the commit"},
 		&cli.StringFlag{Name: flagOnFailure, Category: cat, EnvVars: env(flagOnFailure), Value: onFailureRevert, Usage: "when the rollout fails: revert (push a revert of this change, apply and wait for the previous version) or keep"},
-	}
+	}, pullRequestFlags()...)
 }
 
 func env(name string) []string {
@@ -80,7 +85,7 @@ func env(name string) []string {
 
 // configRepoFlags are the flags that reach the config repo.
 func configRepoFlags() []cli.Flag {
-	const cat = "Config repo"
+	const cat, sign = "Config repo", "Commit signing"
 	return []cli.Flag{
 		&cli.StringFlag{Name: flagConfigRepo, Category: cat, EnvVars: env(flagConfigRepo), Usage: "URL of the GitOps config repo: https://, http://, ssh:// or user@host:path (no local paths)"},
 		&cli.StringFlag{Name: flagBranch, Category: cat, EnvVars: env(flagBranch), Value: "main", Usage: "branch of the config repo to update"},
@@ -98,6 +103,11 @@ func configRepoFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagAuthorName, Category: cat, EnvVars: env(flagAuthorName), Usage: "commit author name (default: the CI user, else \"deliver\")"},
 		&cli.StringFlag{Name: flagAuthorEmail, Category: cat, EnvVars: env(flagAuthorEmail), Usage: "commit author e-mail (default: the CI user's)"},
 		&cli.StringFlag{Name: flagTrigger, Category: cat, EnvVars: env(flagTrigger), Usage: "manual or automated (default: from CI_PIPELINE_SOURCE / GITHUB_EVENT_NAME; outside CI, manual)"},
+		&cli.StringFlag{Name: flagCommitterName, Category: sign, EnvVars: env(flagCommitterName), Usage: "commit committer name (default: the OpenPGP signing key's, else the author's)"},
+		&cli.StringFlag{Name: flagCommitterMail, Category: sign, EnvVars: env(flagCommitterMail), Usage: "commit committer e-mail; forges show signed commits as verified when it is a verified e-mail of the account that owns the signing key (default: the OpenPGP signing key's, else the author's)"},
+		&cli.StringFlag{Name: flagSigningKey, Category: sign, EnvVars: env(flagSigningKey), Usage: "sign every commit with this private key (content, a CI secret): an SSH key (ed25519, ECDSA, RSA) or an armored OpenPGP secret key"},
+		&cli.StringFlag{Name: flagSigningFile, Category: sign, EnvVars: env(flagSigningFile), Usage: "file holding the signing key"},
+		&cli.StringFlag{Name: flagSigningPass, Category: sign, EnvVars: env(flagSigningPass), Usage: "passphrase of the signing key (a CI secret)"},
 	}
 }
 
@@ -289,14 +299,18 @@ func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
 	if err != nil {
 		return configrepo.Options{}, err
 	}
-	return configrepo.Options{
+	opts := configrepo.Options{
 		URL:         c.String(flagConfigRepo),
 		Branch:      c.String(flagBranch),
 		Auth:        auth,
 		Logf:        r.rep.Logf,
 		MaxAttempts: c.Int(flagPushAttempts),
 		Timeout:     c.Duration(flagPushTimeout),
-	}, nil
+	}
+	if err := r.commitSigning(c, &opts); err != nil {
+		return configrepo.Options{}, err
+	}
+	return opts, nil
 }
 
 // registryClient builds the registry client of a command.

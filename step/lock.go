@@ -96,7 +96,6 @@ func (r *runner) lock(ctx context.Context, c *cli.Context, lock bool) (ci.Outcom
 		return rec.Message(), paths, nil
 	}})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
-	out.CommitURL = commitURL(repo.URL(), out.CommitSHA)
 	if err != nil {
 		return out, err
 	}

@@ -107,7 +107,7 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionPromote, envName: to, overlay: toOverlay, images: images,
 		trigger: d.trigger, event: d.event, force: c.Bool(flagForce),
-		reason: firstNonEmpty(c.String(flagReason), "promoted from "+from), onFailure: c.String(flagOnFailure),
+		reason: firstNonEmpty(c.String(flagReason), "promoted from "+from), onFailure: c.String(flagOnFailure), pr: d.pr,
 	}, out)
 }
 

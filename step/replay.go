@@ -187,6 +187,15 @@ func (r *runner) replayer(reg *registry.Client, ap *applier) configrepo.Replay {
 // replayChange re-applies a deploy, rollback or promotion.
 func (r *runner) replayChange(ctx context.Context, dir string, q queuedChange, guard *policy.DowngradeGuard) (string, []string, error) {
 	trigger, _ := ci.ParseTrigger(q.rec.Trigger)
+	// An environment that takes changes through pull requests only (since the change was
+	// queued) gets none pushed to its branch.
+	if mode, err := via(dir, changeRequest{envName: q.rec.Environment}); err != nil || mode == policy.ViaPullRequest {
+		if err == nil {
+			err = fmt.Errorf("%w: environment %s takes changes through pull requests only (%s: environments.%s.via: pull-request); run deliver again to open one",
+				errPolicy, q.rec.Environment, policy.FileName, q.rec.Environment)
+		}
+		return "", nil, err
+	}
 	req := changeRequest{
 		action: q.rec.Action, envName: q.rec.Environment, overlay: q.overlay, images: q.images,
 		trigger: trigger, event: q.rec.Event, force: q.force, reason: q.rec.Reason,
@@ -215,7 +224,7 @@ func (r *runner) replayChange(ctx context.Context, dir string, q queuedChange, g
 		SourceRepo: q.rec.SourceRepo, SourceCommit: q.rec.SourceCommit, Pipeline: q.rec.Pipeline, Actor: q.rec.Actor,
 		Reason: q.rec.Reason,
 	}
-	_, msg, paths, err := r.editChange(ctx, dir, req, base, guard, true)
+	_, _, msg, paths, err := r.editChange(ctx, dir, req, base, guard, true, nil)
 	return msg, paths, err
 }
 

@@ -126,7 +126,7 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	return r.changeImages(ctx, c, repo, d.reg, d.ap, changeRequest{
 		action: release.ActionRollback, envName: envName, overlay: overlay, images: images,
 		trigger: ci.TriggerManual, event: r.ci.Event, force: c.Bool(flagForce), reason: c.String(flagReason),
-		onFailure: c.String(flagOnFailure),
+		onFailure: c.String(flagOnFailure), pr: d.pr,
 	}, out)
 }
 

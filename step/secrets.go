@@ -19,14 +19,16 @@ func (r *runner) registerSecrets(c *cli.Context) {
 	// The git username given (in the flag or the URL) or defaulted, and the registry's.
 	r.redactor.AddUsers(stringFlag(c, flagGitUsername), defaultGitUsername, stringFlag(c, flagRegUser),
 		r.getenv("CI_REGISTRY_USER"), r.getenv("GITHUB_ACTOR"))
-	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword} {
+	for _, name := range []string{flagGitToken, flagSSHKey, flagRegPassword, flagSigningKey, flagSigningPass} {
 		if isSet(c, name) {
 			r.redactor.Add(c.String(name))
 		}
 	}
-	if isSet(c, flagSSHKeyFile) {
-		if key, err := os.ReadFile(c.String(flagSSHKeyFile)); err == nil {
-			r.redactor.Add(string(key))
+	for _, name := range []string{flagSSHKeyFile, flagSigningFile} {
+		if isSet(c, name) {
+			if key, err := os.ReadFile(c.String(name)); err == nil {
+				r.redactor.Add(string(key))
+			}
 		}
 	}
 	if isSet(c, flagConfigRepo) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/step/ci"
 )
 
 // actionMeta is the part of action.yml the runner reads for a docker action.
@@ -105,16 +107,24 @@ func (a *actionMeta) input(name string, with map[string]string, githubToken stri
 }
 
 // containerEnv is the environment and arguments the runner gives a docker action's container
-// for one step: INPUT_<NAME> for every input (uppercased, spaces to underscores, hyphens kept,
-// as actions/runner's Handler.AddInputsToEnvironment does), then runs.env evaluated, and the
-// args of runs.args evaluated.
-func (a *actionMeta) containerEnv(t testing.TB, with map[string]string, githubToken string) (env, args []string) {
+// for one step, as actions/runner's ContainerActionHandler builds it: the job's environment
+// (jobEnv: env: of the workflow, job and step, and GITHUB_ENV), INPUT_<NAME> for every input
+// (uppercased, spaces to underscores, hyphens kept, as Handler.AddInputsToEnvironment does),
+// then runs.env evaluated, each variable only where the job's environment has not set it,
+// and the args of runs.args evaluated.
+func (a *actionMeta) containerEnv(t testing.TB, with map[string]string, jobEnv []string, githubToken string) (env, args []string) {
 	t.Helper()
 	for k := range with {
 		if _, ok := a.Inputs[k]; !ok {
 			t.Fatalf("the step passes %q, which action.yml does not declare", k)
 		}
 	}
+	set := map[string]bool{}
+	for _, kv := range jobEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	env = append(env, jobEnv...)
 	names := make([]string, 0, len(a.Inputs))
 	for k := range a.Inputs {
 		names = append(names, k)
@@ -125,7 +135,7 @@ func (a *actionMeta) containerEnv(t testing.TB, with map[string]string, githubTo
 		if err != nil {
 			t.Fatal(err)
 		}
-		env = append(env, "INPUT_"+strings.ToUpper(strings.ReplaceAll(k, " ", "_"))+"="+v)
+		env = append(env, ci.InputVar(k)+"="+v)
 	}
 	keys := make([]string, 0, len(a.Runs.Env))
 	for k := range a.Runs.Env {
@@ -137,7 +147,9 @@ func (a *actionMeta) containerEnv(t testing.TB, with map[string]string, githubTo
 		if err != nil {
 			t.Fatalf("runs.env.%s: %v", k, err)
 		}
-		env = append(env, k+"="+v)
+		if !set[k] {
+			env = append(env, k+"="+v)
+		}
 	}
 	for i, arg := range a.Runs.Args {
 		v, err := a.evaluate(arg, with, githubToken)
@@ -287,8 +299,26 @@ func TestActionMetadata(t *testing.T) {
 			}
 		}
 	}
-	// Outputs: what the GitHub reporter writes.
-	want := []string{"changed", "commit-sha", "commit-url", "image", "image-digest", "rollout", "url"}
+	// deliver's own list of the inputs (it reads them from INPUT_<NAME> to make them win over
+	// the job's DELIVER_* variables) is action.yml's.
+	known := map[string]bool{"command": true}
+	for _, in := range ci.ActionInputs() {
+		known[in.Name] = true
+		def := ""
+		if d := a.Inputs[in.Name].Default; d != nil {
+			def = *d
+		}
+		if _, ok := a.Inputs[in.Name]; !ok || mapped[in.Name] != in.Env || def != in.Default {
+			t.Errorf("ci.ActionInputs has %s -> %s (default %q); action.yml maps it to %q (default %q)", in.Name, in.Env, in.Default, mapped[in.Name], def)
+		}
+	}
+	for name := range a.Inputs {
+		if !known[name] {
+			t.Errorf("input %s is missing from ci.ActionInputs", name)
+		}
+	}
+	// Outputs: what the GitHub reporter writes (the contract test checks the written ones too).
+	want := []string{"changed", "commit-sha", "commit-url", "diff", "image", "image-digest", "images", "pull-request-number", "pull-request-url", "rollout", "url"}
 	var got []string
 	for k, o := range a.Outputs {
 		got = append(got, k)
@@ -328,12 +358,12 @@ type githubRun struct {
 }
 
 // runAction runs deliver with the environment a docker action's container gets for a step
-// with the given `with:` inputs.
-func runAction(t *testing.T, with map[string]string, extraEnv ...string) githubRun {
+// with the given `with:` inputs, in a job whose environment (env: of the workflow, job or
+// step, GITHUB_ENV) holds jobEnv.
+func runAction(t *testing.T, with map[string]string, jobEnv ...string) githubRun {
 	t.Helper()
 	a := loadAction(t)
 	githubToken := sentinel(t, "github-token")
-	env, args := a.containerEnv(t, with, githubToken)
 	dir := t.TempDir()
 	outFile, summaryFile := filepath.Join(dir, "output"), filepath.Join(dir, "summary")
 	for _, f := range []string{outFile, summaryFile} {
@@ -347,15 +377,14 @@ func runAction(t *testing.T, with map[string]string, extraEnv ...string) githubR
 			t.Fatal(err)
 		}
 	}
-	env = append(cleanEnv(home,
+	env, args := a.containerEnv(t, with, append(cleanEnv(home,
 		"GITHUB_ACTIONS=true", "CI=true",
 		"GITHUB_REPOSITORY=acme/web", "GITHUB_SHA=4f2a9c1d7e0b8a6f5c3d2e1f0a9b8c7d6e5f4a3b",
 		"GITHUB_RUN_ID=4242", "GITHUB_SERVER_URL=https://github.com", "GITHUB_ACTOR=octocat",
 		"GITHUB_EVENT_NAME=push", "GITHUB_WORKSPACE="+workspace,
 		"GITHUB_OUTPUT="+outFile, "GITHUB_STEP_SUMMARY="+summaryFile,
 		"RUNNER_TEMP="+dir),
-		env...)
-	env = append(env, extraEnv...)
+		jobEnv...), githubToken)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, deliver(t), args...)
@@ -377,6 +406,16 @@ func runAction(t *testing.T, with map[string]string, extraEnv ...string) githubR
 	}
 	if r.outputs, err = parseOutputFile(string(outputs)); err != nil {
 		t.Fatalf("GITHUB_OUTPUT: %v\n%s", err, outputs)
+	}
+	for k := range a.Outputs {
+		if _, ok := r.outputs[k]; !ok {
+			t.Errorf("output %s, declared in action.yml, was not written", k)
+		}
+	}
+	for k := range r.outputs {
+		if _, ok := a.Outputs[k]; !ok {
+			t.Errorf("output %s was written, but action.yml does not declare it", k)
+		}
 	}
 	summary, err := os.ReadFile(summaryFile)
 	if err != nil {
@@ -608,7 +647,51 @@ current-context: x
 		}
 		// changed says the overlay would change; there is no commit to name.
 		wantOutputs(t, r.outputs, map[string]string{"changed": "true", "commit-sha": "", "image-digest": f.digest})
+		// The diff output is the overlay's diff, and the summary says it is a dry run.
+		if !strings.HasPrefix(r.outputs["diff"], "--- a/overlays/staging/kustomization.yaml\n+++ b/overlays/staging/kustomization.yaml\n") ||
+			!strings.Contains(r.outputs["diff"], "\n+    digest: "+f.digest+"\n") {
+			t.Errorf("output diff:\n%s", r.outputs["diff"])
+		}
+		if !strings.Contains(r.summary, "dry run: nothing was pushed or applied") || !strings.Contains(r.summary, "```diff\n"+r.outputs["diff"]) ||
+			strings.Contains(r.summary, "succeeded") {
+			t.Errorf("the job summary does not say it is a dry run with its diff:\n%s", r.summary)
+		}
 		checkSecrets(t, r, map[string]string{"token": f.gitPass, "registry_password": f.regPass})
+	})
+
+	// The job's environment sets DELIVER_* variables too (env: of the workflow, job or step,
+	// or GITHUB_ENV). The runner then leaves runs.env's variables alone, so without deliver
+	// reading the inputs themselves DELIVER_ENV=production would replace environment: staging
+	// (and production, automated: false, would refuse this push run), and the wrong token
+	// would replace the token input. An input left at its default gives way to the variable:
+	// DELIVER_DIGEST_PIN=false of the job turns digest pinning off.
+	t.Run("job_env", func(t *testing.T) {
+		t.Parallel()
+		f := newGitHubFixture(t)
+		prod := f.repo.File(t, "overlays/production/kustomization.yaml")
+		wrongToken := sentinel(t, "wrong-token")
+		r := runAction(t, f.with(map[string]string{"no_apply": "true"}),
+			"DELIVER_ENV=production", "DELIVER_GIT_TOKEN="+wrongToken, "DELIVER_DIGEST_PIN=false")
+		if r.code != 0 {
+			t.Fatalf("exit code %d, want 0", r.code)
+		}
+		kust := f.repo.File(t, "overlays/staging/kustomization.yaml")
+		if !strings.Contains(kust, `newTag: "1.1.0"`) || strings.Contains(kust, f.digest) {
+			t.Errorf("staging: want tag 1.1.0 without its digest (DELIVER_DIGEST_PIN=false):\n%s", kust)
+		}
+		if f.repo.File(t, "overlays/production/kustomization.yaml") != prod {
+			t.Error("production, the job's DELIVER_ENV, changed")
+		}
+		for _, want := range []string{
+			"::warning::the environment input is used, not DELIVER_ENV, which the job's environment",
+			"::warning::the token input is used, not DELIVER_GIT_TOKEN",
+			"digest_pin: DELIVER_DIGEST_PIN from the job's environment is used (the digest_pin input is left at its default)",
+		} {
+			if !strings.Contains(r.log, want) {
+				t.Errorf("the log lacks %q", want)
+			}
+		}
+		checkSecrets(t, r, map[string]string{"token": f.gitPass, "registry_password": f.regPass, "the job's DELIVER_GIT_TOKEN": wrongToken})
 	})
 
 	// Bad input: a usage error is exit code 2 with an ::error:: annotation.
@@ -646,6 +729,24 @@ current-context: x
 			t.Error("output rollout is empty after an apply")
 		}
 		wantSummary(t, r.summary, "staging", f.digest)
+		// What a reviewer wants: the image before and after, the source commit and the run,
+		// who triggered it, and the rollout per object.
+		for _, want := range []string{
+			"| web | `registry.example.com/team/web:1.0.0` | `" + f.reg.Ref("team/web", "1.1.0") + "@" + f.digest + "` |",
+			"| Source commit | [4f2a9c1d7e0b](https://github.com/acme/web/commit/4f2a9c1d7e0b8a6f5c3d2e1f0a9b8c7d6e5f4a3b) |",
+			"| Pipeline | [https://github.com/acme/web/actions/runs/4242](https://github.com/acme/web/actions/runs/4242) |",
+			"| Trigger | automated (push) by octocat |",
+			"| Deployment/" + f.repo.Namespaces["staging"] + "/web | created | 2/2 ready |",
+		} {
+			if !strings.Contains(r.summary, want) {
+				t.Errorf("the job summary lacks %q:\n%s", want, r.summary)
+			}
+		}
+		var images []ci.Image
+		if err := json.Unmarshal([]byte(r.outputs["images"]), &images); err != nil || len(images) != 1 ||
+			images[0] != (ci.Image{Name: "web", Image: f.reg.Ref("team/web", "1.1.0") + "@" + f.digest, Digest: f.digest, Previous: "registry.example.com/team/web:1.0.0"}) {
+			t.Errorf("output images %q (%v)", r.outputs["images"], err)
+		}
 		checkGroups(t, r.log, "verify", "clone", "push", "apply")
 		// Only the kubeconfig's credentials are masked: masking every line would star the server
 		// and namespace names in the rest of the job's log.

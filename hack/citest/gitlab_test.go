@@ -3,6 +3,7 @@ package citest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,12 +96,18 @@ func (p *gitlabProject) gcl(t *testing.T, args ...string) (string, error) {
 	return run(ctx, p.dir, env, node, append([]string{gcl}, args...)...)
 }
 
-// jobs lists the jobs gitlab-ci-local would run for the given variables, with their when.
+// jobs lists the jobs gitlab-ci-local would run for the given variables (KEY=VALUE) and flags
+// (--input key=value), with their when.
 func (p *gitlabProject) jobs(t *testing.T, vars ...string) map[string]string {
 	t.Helper()
 	args := []string{"--list-json"}
-	for _, v := range vars {
-		args = append(args, "--variable", v)
+	for i := 0; i < len(vars); i++ {
+		if strings.HasPrefix(vars[i], "--") && i+1 < len(vars) {
+			args = append(args, vars[i], vars[i+1])
+			i++
+			continue
+		}
+		args = append(args, "--variable", vars[i])
 	}
 	out, err := p.gcl(t, args...)
 	if err != nil {
@@ -204,6 +211,94 @@ func TestGitLabTemplate(t *testing.T) {
 		branch := p.jobs(t, "CI_COMMIT_BRANCH=feature")
 		if want := map[string]string{"build": "on_success"}; !equalMaps(branch, want) {
 			t.Errorf("push pipeline on a feature branch: jobs %v, want %v", branch, want)
+		}
+	})
+
+	// The Auto Deploy-style switches: a CI/CD variable turns a job off; "false" does not.
+	t.Run("switches", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			vars []string
+			want map[string]string
+		}{
+			{[]string{"DELIVER_STAGING_DISABLED=true"}, map[string]string{"build": "on_success", "deliver-production": "manual"}},
+			{[]string{"DELIVER_STAGING_DISABLED=false"}, map[string]string{"build": "on_success", "deliver-staging": "on_success", "deliver-production": "manual"}},
+			{[]string{"DELIVER_PRODUCTION_DISABLED=1"}, map[string]string{"build": "on_success", "deliver-staging": "on_success"}},
+			{[]string{"CI_PIPELINE_SOURCE=web", "DELIVER_TAG=1.0.0", "DELIVER_ROLLBACK_DISABLED=yes"}, map[string]string{}},
+		} {
+			if got := p.jobs(t, tc.vars...); !equalMaps(got, tc.want) {
+				t.Errorf("%v: jobs %v, want %v", tc.vars, got, tc.want)
+			}
+		}
+	})
+
+	// A rollback through the pipeline inputs, where pipeline variables are not allowed: the
+	// app's inputs reach the template's, and select the rollback job and its environment.
+	t.Run("rollback_inputs", func(t *testing.T) {
+		t.Parallel()
+		web := p.jobs(t, "CI_PIPELINE_SOURCE=web", "--input", "rollback_tag=1.0.0")
+		if want := map[string]string{"deliver-rollback": "on_success"}; !equalMaps(web, want) {
+			t.Errorf("web pipeline with the input rollback_tag: jobs %v, want %v", web, want)
+		}
+		out, err := p.gcl(t, "--preview", "--input", "rollback_tag=1.0.0", "--input", "rollback_environment=staging")
+		if err != nil {
+			t.Fatalf("gitlab-ci-local --preview: %v\n%s", err, out)
+		}
+		jobs := parseJobs(t, out[strings.Index(out, "\n---\n")+5:])
+		vars, _ := jobs["deliver-rollback"]["variables"].(map[string]any)
+		if vars["DELIVER_TAG"] != "1.0.0" || vars["DELIVER_ENV"] != "staging" {
+			t.Errorf("deliver-rollback with the inputs: variables %v, want DELIVER_TAG=1.0.0 DELIVER_ENV=staging", vars)
+		}
+		// Without inputs, a push pipeline's jobs carry no tag.
+		out, err = p.gcl(t, "--preview")
+		if err != nil {
+			t.Fatalf("gitlab-ci-local --preview: %v\n%s", err, out)
+		}
+		jobs = parseJobs(t, out[strings.Index(out, "\n---\n")+5:])
+		vars, _ = jobs["deliver-staging"]["variables"].(map[string]any)
+		if vars["DELIVER_TAG"] != "" {
+			t.Errorf("deliver-staging: DELIVER_TAG=%v in a push pipeline", vars["DELIVER_TAG"])
+		}
+	})
+
+	// Production needs staging only when staging is in the pipeline: with staging switched
+	// off, or ruled out by the app (a project without staging), GitLab must still create the
+	// pipeline. gitlab-ci-local resolves needs: as GitLab does, refusing a job whose needed job
+	// is not in the pipeline unless the need is optional.
+	t.Run("production_without_staging", func(t *testing.T) {
+		t.Parallel()
+		example, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "gitlab", ".gitlab-ci.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		noStaging := strings.Replace(string(example), "\ndeliver-staging:\n", "\ndeliver-staging:\n  rules: [{when: never}]\n", 1)
+		q := newGitLabProject(t, "https://gitlab.example.com/acme/web.git", map[string]string{
+			".gitlab-ci-template.yml": ".gitlab-ci-template.yml",
+		})
+		if err := os.WriteFile(filepath.Join(q.dir, ".gitlab-ci.yml"), []byte(noStaging), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A project of its own for each run: deploy_and_rollback runs jobs in p meanwhile.
+		r := newGitLabProject(t, "https://gitlab.example.com/acme/web.git", map[string]string{
+			".gitlab-ci.yml":          "examples/gitlab/.gitlab-ci.yml",
+			".gitlab-ci-template.yml": ".gitlab-ci-template.yml",
+		})
+		for _, c := range []struct {
+			p    *gitlabProject
+			vars []string
+		}{{r, []string{"DELIVER_STAGING_DISABLED=true"}}, {q, nil}} {
+			args := []string{"deliver-production", "--needs", "--manual", "deliver-production", "--force-shell-executor", "--no-shell-isolation"}
+			for _, v := range c.vars {
+				args = append(args, "--variable", v)
+			}
+			// deliver itself fails here (no config repo): what matters is that the job runs.
+			out, _ := c.p.gcl(t, args...)
+			if strings.Contains(out, "but its needed by") || regexp.MustCompile(`needs: \[.*\] for .* could not be found`).MatchString(out) {
+				t.Errorf("%v: production without staging is refused:\n%s", c.vars, out)
+			}
+			if _, err := os.Stat(filepath.Join(c.p.dir, ".gitlab-ci-local", "output", "deliver-production.log")); err != nil {
+				t.Errorf("%v: deliver-production did not run: %v\n%s", c.vars, err, out)
+			}
 		}
 	})
 
@@ -396,7 +491,8 @@ func equalMaps(a, b map[string]string) bool {
 }
 
 // TestGitLabComponent expands examples/gitlab-component/.gitlab-ci.yml, which includes
-// templates/deliver.yml three times as a CI/CD component, with gitlab-ci-local --preview (which
+// templates/deliver.yml three times as a CI/CD component, and pipelines that include it for
+// every command and for two services of one environment, with gitlab-ci-local --preview (which
 // validates against GitLab's JSON schema). The component resolves locally: gitlab-ci-local
 // takes a component from the working tree when its project path is the origin remote's and its
 // ref is HEAD's SHA, so the example's release ref is replaced by $CI_COMMIT_SHA, as GitLab's
@@ -419,18 +515,7 @@ func TestGitLabComponent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	preview := func(t *testing.T, args ...string) map[string]map[string]any {
-		t.Helper()
-		out, err := p.gcl(t, append([]string{"--preview"}, args...)...)
-		if err != nil {
-			t.Fatalf("gitlab-ci-local --preview %v: %v\n%s", args, err, out)
-		}
-		if !strings.Contains(out, "json schema validated") {
-			t.Fatalf("gitlab-ci-local did not validate against GitLab's schema:\n%s", out)
-		}
-		doc := out[strings.Index(out, "\n---\n")+5:]
-		return parseJobs(t, doc)
-	}
+	preview := p.preview
 
 	t.Run("defaults", func(t *testing.T) {
 		t.Parallel()
@@ -440,11 +525,11 @@ func TestGitLabComponent(t *testing.T) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		want := []string{"build", "deliver-deploy-production", "deliver-deploy-staging", "deliver-rollback-production"}
+		want := []string{"build", "deliver-deploy-production-web", "deliver-deploy-staging-web", "deliver-rollback-production-web"}
 		if strings.Join(names, " ") != strings.Join(want, " ") {
 			t.Fatalf("jobs %v, want %v", names, want)
 		}
-		staging := jobs["deliver-deploy-staging"]
+		staging := jobs["deliver-deploy-staging-web"]
 		vars := staging["variables"].(map[string]any)
 		for k, v := range map[string]string{
 			"DELIVER_ENV": "staging", "DELIVER_WAIT": "true", "DELIVER_NO_APPLY": "false", "DELIVER_BRANCH": "main",
@@ -452,27 +537,27 @@ func TestGitLabComponent(t *testing.T) {
 			"DELIVER_IMAGE": "web=$CI_REGISTRY_IMAGE:$CI_COMMIT_SHA",
 		} {
 			if vars[k] != v {
-				t.Errorf("deliver-deploy-staging: %s=%v, want %q", k, vars[k], v)
+				t.Errorf("deliver-deploy-staging-web: %s=%v, want %q", k, vars[k], v)
 			}
 		}
 		envName := staging["environment"].(map[string]any)
 		if envName["name"] != "staging" || envName["url"] != "$DELIVER_URL" || envName["deployment_tier"] != "staging" {
-			t.Errorf("deliver-deploy-staging: environment %v", envName)
+			t.Errorf("deliver-deploy-staging-web: environment %v", envName)
 		}
 		if staging["resource_group"] != "deliver-staging" {
-			t.Errorf("deliver-deploy-staging: resource_group %v", staging["resource_group"])
+			t.Errorf("deliver-deploy-staging-web: resource_group %v", staging["resource_group"])
 		}
 		img := staging["image"].(map[string]any)
 		if ep, _ := img["entrypoint"].([]any); len(ep) != 1 || ep[0] != "" {
-			t.Errorf("deliver-deploy-staging: image entrypoint %v, want [\"\"]", img["entrypoint"])
+			t.Errorf("deliver-deploy-staging-web: image entrypoint %v, want [\"\"]", img["entrypoint"])
 		}
-		prodRules, _ := json.Marshal(jobs["deliver-deploy-production"]["rules"])
+		prodRules, _ := json.Marshal(jobs["deliver-deploy-production-web"]["rules"])
 		if !strings.Contains(string(prodRules), `"when":"manual"`) {
-			t.Errorf("deliver-deploy-production: rules %s have no when: manual", prodRules)
+			t.Errorf("deliver-deploy-production-web: rules %s have no when: manual", prodRules)
 		}
-		rb := jobs["deliver-rollback-production"]
+		rb := jobs["deliver-rollback-production-web"]
 		if s, _ := json.Marshal(rb["script"]); !strings.Contains(string(s), "deliver rollback") {
-			t.Errorf("deliver-rollback-production: script %s", s)
+			t.Errorf("deliver-rollback-production-web: script %s", s)
 		}
 	})
 
@@ -480,13 +565,79 @@ func TestGitLabComponent(t *testing.T) {
 	t.Run("rollback_inputs", func(t *testing.T) {
 		t.Parallel()
 		jobs := preview(t, "--input", "rollback_tag=1.0.0", "--input", "rollback_environment=staging")
-		rb, ok := jobs["deliver-rollback-staging"]
+		rb, ok := jobs["deliver-rollback-staging-web"]
 		if !ok {
-			t.Fatalf("no deliver-rollback-staging job with rollback_environment=staging")
+			t.Fatalf("no deliver-rollback-staging-web job with rollback_environment=staging")
 		}
 		vars := rb["variables"].(map[string]any)
-		if vars["DELIVER_TAG"] != "1.0.0" || vars["DELIVER_ENV"] != "staging" || vars["DELIVER_IMAGE"] != "web" {
-			t.Errorf("deliver-rollback-staging: variables %v", vars)
+		// The tag is expanded when the job runs, from ROLLBACK_TAG: the input's value, or a
+		// pipeline variable's where pipeline variables are allowed.
+		if vars["DELIVER_TAG"] != "$ROLLBACK_TAG" || vars["DELIVER_ENV"] != "staging" || vars["DELIVER_IMAGE"] != "web" {
+			t.Errorf("deliver-rollback-staging-web: variables %v", vars)
+		}
+		web := p.jobs(t, "CI_PIPELINE_SOURCE=web", "--input", "rollback_tag=1.0.0")
+		if want := map[string]string{"deliver-rollback-production-web": "on_success"}; !equalMaps(web, want) {
+			t.Errorf("web pipeline with the input rollback_tag: jobs %v, want %v", web, want)
+		}
+		web = p.jobs(t, "CI_PIPELINE_SOURCE=web", "ROLLBACK_TAG=1.0.0")
+		if want := map[string]string{"deliver-rollback-production-web": "on_success"}; !equalMaps(web, want) {
+			t.Errorf("web pipeline with the variable ROLLBACK_TAG: jobs %v, want %v", web, want)
+		}
+		off := p.jobs(t, "DELIVER_STAGING_DISABLED=true")
+		if want := map[string]string{"build": "on_success", "deliver-deploy-production-web": "manual"}; !equalMaps(off, want) {
+			t.Errorf("push pipeline with DELIVER_STAGING_DISABLED: jobs %v, want %v", off, want)
+		}
+	})
+
+	// What each command's job is to the GitLab environment: deploy, rollback, promote and apply
+	// are deployments (action start, GitLab's default); diff only verifies the environment and
+	// lock and unlock only access it, so none of them is recorded as a deployment.
+	t.Run("environment_action", func(t *testing.T) {
+		t.Parallel()
+		want := map[string]string{"deploy": "start", "rollback": "start", "promote": "start", "apply": "start", "diff": "verify", "lock": "access", "unlock": "access"}
+		var ci strings.Builder
+		ci.WriteString("include:\n")
+		for _, cmd := range []string{"deploy", "rollback", "promote", "apply", "diff", "lock", "unlock"} {
+			fmt.Fprintf(&ci, "  - component: $CI_SERVER_FQDN/deliverhq/deliver/deliver@$CI_COMMIT_SHA\n    inputs: {command: %s, name: web, environment: staging, config_repo: https://gitlab.example.com/acme/config.git, images: web}\n", cmd)
+		}
+		q := componentProject(t, ci.String())
+		jobs := q.preview(t)
+		for cmd, action := range want {
+			job := "deliver-" + cmd + "-staging-web"
+			env, _ := jobs[job]["environment"].(map[string]any)
+			got, _ := env["action"].(string)
+			if got == "" {
+				got = "start" // GitLab's default
+			}
+			if got != action || env["name"] != "staging" {
+				t.Errorf("%s: environment %v, want name staging and action %s", job, env, action)
+			}
+		}
+	})
+
+	// Two services deployed to one environment by two includes: two jobs, each with its own
+	// images. Jobs of the same name would be merged by GitLab without a word, dropping one
+	// service, so the name input is required.
+	t.Run("two_services_one_environment", func(t *testing.T) {
+		t.Parallel()
+		include := func(name, images string) string {
+			in := "  - component: $CI_SERVER_FQDN/deliverhq/deliver/deliver@$CI_COMMIT_SHA\n    inputs:\n"
+			if name != "" {
+				in += "      name: " + name + "\n"
+			}
+			return in + "      environment: staging\n      config_repo: https://gitlab.example.com/acme/config.git\n      images: " + images + "\n"
+		}
+		q := componentProject(t, "include:\n"+include("web", "web=registry.example.com/web:1")+include("api", "api=registry.example.com/api:1"))
+		jobs := q.preview(t)
+		for job, image := range map[string]string{"deliver-deploy-staging-web": "web=registry.example.com/web:1", "deliver-deploy-staging-api": "api=registry.example.com/api:1"} {
+			vars, _ := jobs[job]["variables"].(map[string]any)
+			if vars["DELIVER_IMAGE"] != image {
+				t.Errorf("%s: DELIVER_IMAGE=%v, want %s (jobs %v)", job, vars["DELIVER_IMAGE"], image, mapKeys(jobs))
+			}
+		}
+		r := componentProject(t, "include:\n"+include("", "web=registry.example.com/web:1")+include("", "api=registry.example.com/api:1"))
+		if out, err := r.gcl(t, "--preview"); err == nil || !strings.Contains(out, "name") {
+			t.Errorf("two includes without a name were accepted (GitLab would merge them into one job):\n%s", out)
 		}
 	})
 
@@ -506,8 +657,44 @@ func TestGitLabComponent(t *testing.T) {
 	})
 }
 
+// componentProject is a project of the component's own repository (so the component at
+// $CI_COMMIT_SHA resolves locally) with the given .gitlab-ci.yml.
+func componentProject(t *testing.T, ci string) *gitlabProject {
+	t.Helper()
+	p := newGitLabProject(t, "https://gitlab.example.com/deliverhq/deliver.git", map[string]string{
+		"templates/deliver.yml": "templates/deliver.yml",
+	})
+	if err := os.WriteFile(filepath.Join(p.dir, ".gitlab-ci.yml"), []byte(ci), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// preview expands the project's pipeline with gitlab-ci-local --preview, which validates it
+// against GitLab's JSON schema, and returns its jobs.
+func (p *gitlabProject) preview(t *testing.T, args ...string) map[string]map[string]any {
+	t.Helper()
+	out, err := p.gcl(t, append([]string{"--preview"}, args...)...)
+	if err != nil {
+		t.Fatalf("gitlab-ci-local --preview %v: %v\n%s", args, err, out)
+	}
+	if !strings.Contains(out, "json schema validated") {
+		t.Fatalf("gitlab-ci-local did not validate against GitLab's schema:\n%s", out)
+	}
+	return parseJobs(t, out[strings.Index(out, "\n---\n")+5:])
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // parseJobs parses gitlab-ci-local's expanded YAML into its jobs (top-level mappings other
-// than stages, variables and the like).
+// than stages, variables and the like, and other than hidden jobs).
 func parseJobs(t *testing.T, doc string) map[string]map[string]any {
 	t.Helper()
 	var top map[string]any
@@ -517,7 +704,7 @@ func parseJobs(t *testing.T, doc string) map[string]map[string]any {
 	jobs := map[string]map[string]any{}
 	for k, v := range top {
 		m, ok := v.(map[string]any)
-		if !ok || k == "variables" || k == "default" || k == "workflow" {
+		if !ok || k == "variables" || k == "default" || k == "workflow" || strings.HasPrefix(k, ".") {
 			continue
 		}
 		jobs[k] = m
@@ -534,4 +721,69 @@ func kubeconfigKey(t testing.TB, kubeconfig []byte) string {
 		t.Fatal("the kubeconfig has no client-key-data")
 	}
 	return string(m[1])
+}
+
+// TestGitLabCatalogRelease expands deliver's own .gitlab-ci.yml, the pipeline of the GitLab
+// project that publishes the component to the CI/CD catalog: branch pipelines run the
+// component's self-test (this commit's component and deliver, a dry run) and no release; the
+// catalog tag X.Y.Z of a release runs the catalog release, the tag vX.Y.Z does not. The release
+// job refuses a tag whose component is not pinned to the release's image and passes on a
+// release commit's files, pinned by hack/release as `make release` pins them.
+func TestGitLabCatalogRelease(t *testing.T) {
+	t.Parallel()
+	files := map[string]string{
+		".gitlab-ci.yml":          ".gitlab-ci.yml",
+		"templates/deliver.yml":   "templates/deliver.yml",
+		".gitlab-ci-template.yml": ".gitlab-ci-template.yml",
+		"action.yml":              "action.yml",
+	}
+	p := newGitLabProject(t, "https://gitlab.example.com/deliverhq/deliver.git", files)
+	t.Run("jobs", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			vars []string
+			want map[string]string
+		}{
+			{nil, map[string]string{"component-test-deploy-staging-web": "on_success"}},
+			{[]string{"CI_COMMIT_BRANCH=", "CI_COMMIT_TAG=1.2.3"}, map[string]string{"catalog-release": "on_success"}},
+			{[]string{"CI_COMMIT_BRANCH=", "CI_COMMIT_TAG=2.0.0-rc.1"}, map[string]string{"catalog-release": "on_success"}},
+			{[]string{"CI_COMMIT_BRANCH=", "CI_COMMIT_TAG=v1.2.3"}, map[string]string{}},
+		} {
+			if got := p.jobs(t, tc.vars...); !equalMaps(got, tc.want) {
+				t.Errorf("%v: jobs %v, want %v", tc.vars, got, tc.want)
+			}
+		}
+		jobs := p.preview(t)
+		job := jobs["component-test-deploy-staging-web"]
+		vars, _ := job["variables"].(map[string]any)
+		env, _ := job["environment"].(map[string]any)
+		if job["stage"] != "test" || vars["DELIVER_DRY_RUN"] != "true" || vars["DELIVER_NO_APPLY"] != "true" ||
+			vars["DELIVER_GIT_TOKEN"] != "$CI_JOB_TOKEN" || env["action"] != "verify" {
+			t.Errorf("the component's self-test job: stage %v, variables %v, environment %v", job["stage"], vars, env)
+		}
+		if s, _ := json.Marshal(job["before_script"]); !strings.Contains(string(s), "go build") {
+			t.Errorf("the component's self-test does not build this commit's deliver: before_script %s", s)
+		}
+	})
+
+	t.Run("release_job", func(t *testing.T) {
+		t.Parallel()
+		q := newGitLabProject(t, "https://gitlab.example.com/deliverhq/deliver.git", files)
+		release := func() (string, error) {
+			return q.gcl(t, "catalog-release", "--force-shell-executor", "--no-shell-isolation",
+				"--variable", "CI_COMMIT_BRANCH=", "--variable", "CI_COMMIT_TAG=1.2.3")
+		}
+		if out, err := release(); err == nil || !strings.Contains(out, "does not run ghcr.io/deliverhq/deliver:v1.2.3 by digest") {
+			t.Errorf("the catalog release of an unpinned component: %v, want a refusal\n%s", err, out)
+		}
+		digest := "sha256:" + strings.Repeat("ab", 32)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if out, err := run(ctx, repoRoot(t), os.Environ(), "go", "run", "./hack/release", "pin", "--root", q.dir, "--version", "v1.2.3", "--digest", digest); err != nil {
+			t.Fatalf("hack/release pin: %v\n%s", err, out)
+		}
+		if out, err := release(); err != nil {
+			t.Errorf("the catalog release of a release commit's component: %v\n%s", err, out)
+		}
+	})
 }

@@ -116,17 +116,21 @@ func TestActionValidator(t *testing.T) {
 	if out, err := validate(filepath.Join(root, "action.yml")); err != nil {
 		t.Errorf("action-validator action.yml: %v\n%s", err, out)
 	}
+	// The workflow schema of action-validator 0.6.0 predates the `attestations` permission
+	// (actions/attest-build-provenance needs attestations: write); actionlint, which knows it,
+	// checks that line. The validator checks a copy without it.
+	schemaGap := regexp.MustCompile(`(?m)^\s+attestations: write\b.*\n`)
 	for _, f := range workflowFiles(t) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
 		// action-validator picks the schema by file name: anything ending in action.yml is an
 		// action to it, test-action.yml included. Validate a copy named as a workflow.
 		check := f
-		if strings.HasSuffix(f, "action.yml") || strings.HasSuffix(f, "action.yaml") {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+		if strings.HasSuffix(f, "action.yml") || strings.HasSuffix(f, "action.yaml") || schemaGap.Match(data) {
 			check = filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(f), filepath.Ext(f))+".workflow.yml")
-			if err := os.WriteFile(check, data, 0o644); err != nil {
+			if err := os.WriteFile(check, schemaGap.ReplaceAll(data, nil), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

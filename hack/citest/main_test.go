@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -88,16 +89,49 @@ func repoRoot(t testing.TB) string {
 	return root
 }
 
-// tool returns the path of a file installed by `npm ci --prefix hack/citest`, failing the test
-// when it is missing: CI must have every tool, so there is no skip.
+// toolsDir returns the node_modules of the pinned npm tools that `make citest-tools`
+// (hack/test-deps.sh citest, part of `make test`) installs outside the clone, in
+// $DELIVER_CACHE/citest-tools (default ~/.cache/deliver/citest-tools). The directory must be
+// stamped with the package.json and package-lock.json of this tree, so a test never runs tools
+// of another version.
+func toolsDir(t testing.TB) string {
+	t.Helper()
+	cache := os.Getenv("DELIVER_CACHE")
+	if cache == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				t.Fatalf("no cache directory for the citest tools: set DELIVER_CACHE: %v", err)
+			}
+			base = filepath.Join(home, ".cache")
+		}
+		cache = filepath.Join(base, "deliver")
+	}
+	dir := filepath.Join(cache, "citest-tools")
+	h := sha256.New()
+	for _, f := range []string{"package.json", "package-lock.json"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(data)
+	}
+	want := hex.EncodeToString(h.Sum(nil))[:16]
+	got, err := os.ReadFile(filepath.Join(dir, ".stamp"))
+	if err != nil || strings.TrimSpace(string(got)) != want {
+		t.Fatalf("the citest tools in %s are missing or not those of hack/citest/package-lock.json (stamp %q, want %s): run `make citest-tools` (make test does)", dir, strings.TrimSpace(string(got)), want)
+	}
+	return filepath.Join(dir, "node_modules")
+}
+
+// tool returns the path of a file of the pinned npm tools, failing the test when it is missing:
+// CI must have every tool, so there is no skip.
 func tool(t testing.TB, rel string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("node_modules", filepath.FromSlash(rel)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := filepath.Join(toolsDir(t), filepath.FromSlash(rel))
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is not installed: run `npm ci --prefix hack/citest` (make citest-tools; .ci/run does it): %v", rel, err)
+		t.Fatalf("%s is not installed: run `make citest-tools`: %v", rel, err)
 	}
 	return p
 }

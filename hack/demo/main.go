@@ -1,9 +1,10 @@
 // Command demo runs deliver's main job end to end on this machine, against real servers it
 // starts and stops itself: a git smart-HTTP server holding a config repo made from
-// examples/config-repo, an OCI registry with two builds of a demo image, and a Kubernetes
-// control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, which
-// runs the pods on a simulated node). It deploys to staging and production, rolls production
-// back by tag, and tells the story. `make demo` builds what it needs and runs it.
+// examples/config-repo, an OCI registry with two builds of a demo image, a Kubernetes control
+// plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, which runs the
+// pods on a simulated node), and a Gitea forge. It deploys to staging and production, rolls
+// production back by tag, then deploys to a protected production through pull requests, and
+// tells the story. `make demo` builds what it needs and runs it.
 package main
 
 import (
@@ -148,8 +149,82 @@ func run(ctx context.Context, deliver, examples string, verbose bool) error {
 	if err := d.history(); err != nil {
 		return err
 	}
+	if err := d.protected(ctx, seed); err != nil {
+		return err
+	}
 	fmt.Printf("\ndemo finished in %s; stopping the servers.\n", time.Since(start).Round(100*time.Millisecond))
 	return nil
+}
+
+// protected tells the pull-request story: the same config repo on a forge (a real Gitea), where
+// production's branch is protected and deliver.yaml says via: pull-request. A deploy opens a
+// pull request, a reviewer merges it, and the config repo's own job applies it; then a deploy
+// with --auto-merge --wait-merged lands, applies and waits by itself.
+func (d *demo) protected(ctx context.Context, seed string) error {
+	fmt.Println()
+	fmt.Println("starting a Gitea forge on 127.0.0.1 (built by `make gitea-bins`) ...")
+	g, err := testenv.StartGitea(ctx)
+	if err != nil {
+		return err
+	}
+	defer g.Stop()
+	policy := filepath.Join(seed, "deliver.yaml")
+	b, err := os.ReadFile(policy)
+	if err != nil {
+		return err
+	}
+	b = bytes.Replace(b, []byte("    automated: false\n"), []byte("    automated: false\n    # Nobody pushes to main: changes arrive as reviewed pull requests.\n    via: pull-request\n"), 1)
+	if err := os.WriteFile(policy, b, 0o644); err != nil {
+		return err
+	}
+	url, err := g.CreateRepo(ctx, "config", seed)
+	if err != nil {
+		return err
+	}
+	if err := g.ProtectBranch(ctx, "config", testenv.BranchProtection{Branch: "main"}); err != nil {
+		return err
+	}
+	d.say("13. The config repo now lives on a forge, %s: main is protected (no direct pushes) and production has via: pull-request.", url)
+	forgeArgs := []string{"--config-repo", url, "--git-username", testenv.GiteaAdmin, "--git-token", g.Token}
+	manual := []string{"CI_PIPELINE_SOURCE=web"}
+	if err := d.run(ctx, "14. 1.1.0 goes to production again: deliver opens a pull request instead of pushing", manual, 0, forgeArgs,
+		"deploy", "--env", "production", "--forge", "gitea", "--image", "web="+d.reg.Ref("team/web", "1.1.0")); err != nil {
+		return err
+	}
+	pulls, err := g.Pulls(ctx, "config", "open")
+	if err != nil || len(pulls) != 1 {
+		return fmt.Errorf("open pull requests: %d, %v; want 1", len(pulls), err)
+	}
+	d.say("   pull request #%d %q, for a reviewer: the images from -> to, the checks that passed, the overlay diff", pulls[0].Number, pulls[0].Title)
+	if err := mergePull(ctx, g, pulls[0].Number); err != nil {
+		return err
+	}
+	d.say("15. A reviewer merges it. The config repo's own job (examples/github/config-repo-workflow.yml) applies main:")
+	if err := d.run(ctx, "    deliver apply", manual, 0, forgeArgs, "apply", "--env", "production"); err != nil {
+		return err
+	}
+	if err := d.running(ctx, "web-production"); err != nil {
+		return err
+	}
+	if err := d.run(ctx, "16. Back to 1.0.0 with --auto-merge --wait-merged: the forge merges it, deliver applies the merge and waits", manual, 0, forgeArgs,
+		"rollback", "--env", "production", "--forge", "gitea", "--image", "web", "--tag", "1.0.0",
+		"--auto-merge", "--wait-merged", "--merge-timeout", "2m", "--merge-poll-interval", "500ms"); err != nil {
+		return err
+	}
+	return d.running(ctx, "web-production")
+}
+
+// mergePull merges pull request number of the demo's forge repo, as a reviewer would, waiting out
+// Gitea's "Please try again later" while it checks the new head.
+func mergePull(ctx context.Context, g *testenv.Gitea, number int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := g.Do(ctx, "POST", fmt.Sprintf("/repos/%s/config/pulls/%d/merge", testenv.GiteaAdmin, number), map[string]any{"Do": "merge"}, nil)
+		if err == nil || !strings.Contains(err.Error(), "try again later") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // seedFrom copies the example config repo, pointing its images at the local registry (the
@@ -185,13 +260,19 @@ func seedFrom(examples, registryHost string) (string, error) {
 	return dir, nil
 }
 
-// deliverCmd runs deliver as a CI job would, shows its result line, and fails on a non-zero exit.
+// deliverCmd runs deliver as a CI job would against the git server's config repo; see run.
 func (d *demo) deliverCmd(ctx context.Context, title string, env []string, wantCode int, args ...string) error {
+	return d.run(ctx, title, env, wantCode, []string{"--config-repo", d.repoURL, "--git-username", d.git.Username, "--git-token", d.git.Password}, args...)
+}
+
+// run runs deliver with args and repoArgs as a CI job would, shows its result line, and fails
+// on an exit code other than wantCode.
+func (d *demo) run(ctx context.Context, title string, env []string, wantCode int, repoArgs []string, args ...string) error {
 	fmt.Println()
 	d.say("%s:", title)
-	full := append(args, "--config-repo", d.repoURL, "--git-username", d.git.Username, "--git-token", d.git.Password)
+	full := append(append([]string{}, args...), repoArgs...)
 	switch args[0] {
-	case "deploy", "rollback":
+	case "deploy", "rollback", "apply":
 		full = append(full, "--kubeconfig", d.cluster.Kubeconfig, "--timeout", "60s")
 	}
 	fmt.Printf("   $ deliver %s\n", strings.Join(args, " "))
@@ -219,7 +300,7 @@ func (d *demo) deliverCmd(ctx context.Context, title string, env []string, wantC
 			if strings.Contains(line, "section_") {
 				continue
 			}
-			for _, key := range []string{" done in ", " -> ", " ready", "pushed ", "refused", "locked", "previous release", "error:"} {
+			for _, key := range []string{" done in ", " -> ", " ready", "pushed ", "refused", "locked", "previous release", "error:", "pull request #", " merged as "} {
 				if strings.Contains(line, key) {
 					fmt.Println("   " + line)
 					break

@@ -31,33 +31,43 @@ const (
 	imagePATH    = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
 )
 
-// spec is what goes into the image.
+// spec is what goes into the image of one platform.
 type spec struct {
 	// Deliver, Busybox and CABundle are host paths of the static deliver binary, a static
-	// busybox and the PEM CA bundle.
+	// busybox (both for Arch) and the PEM CA bundle.
 	Deliver, Busybox, CABundle string
+	// Arch is the OCI architecture of Deliver and Busybox (amd64, arm64).
+	Arch string
+	// Applets are the full paths of busybox's applets (listApplets), linked to /bin/busybox.
+	Applets []string
 	// Version labels the image (org.opencontainers.image.version).
 	Version string
 	// Created stamps the config and every file, so that equal inputs give equal digests.
 	Created time.Time
 }
 
-// buildImage assembles deliver's image: a base layer (busybox with its applets linked, /bin/sh
-// among them, the CA bundle, root's passwd and group entries, /tmp and /root) and a layer with
-// the deliver binary, as OCI media types, with the Dockerfile's ENTRYPOINT and ENV. It runs
-// nothing but `busybox --list-full`, to learn the applets.
+// buildImage assembles deliver's image for one platform: a base layer (busybox with its
+// applets linked, /bin/sh among them, the CA bundle, root's passwd and group entries, /tmp and
+// /root) and a layer with the deliver binary, as OCI media types, with the Dockerfile's
+// ENTRYPOINT and ENV. It runs nothing.
 func buildImage(s spec) (v1.Image, error) {
 	for what, p := range map[string]string{"deliver binary": s.Deliver, "busybox": s.Busybox} {
 		if err := checkStatic(p); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-	}
-	applets, err := listApplets(s.Busybox)
-	if err != nil {
-		return nil, err
+		arch, err := elfArch(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if arch != s.Arch {
+			return nil, fmt.Errorf("%s %s is built for %s, the image for %s", what, p, arch, s.Arch)
+		}
 	}
 	busybox, err := os.ReadFile(s.Busybox)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkApplets(s.Busybox, busybox, s.Applets); err != nil {
 		return nil, err
 	}
 	ca, err := os.ReadFile(s.CABundle)
@@ -73,7 +83,7 @@ func buildImage(s spec) (v1.Image, error) {
 	base.dir("/tmp", 0o1777)
 	base.dir("/root", 0o700)
 	base.file(busyboxPath, 0o755, busybox)
-	for _, a := range applets {
+	for _, a := range s.Applets {
 		if a != busyboxPath {
 			base.symlink(a, busyboxPath)
 		}
@@ -102,7 +112,8 @@ func buildImage(s spec) (v1.Image, error) {
 		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", elfArch(s.Deliver)
+	p := platform(s.Arch)
+	cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
 	cf.Created = v1.Time{Time: s.Created}
 	cf.Config.Entrypoint = []string{deliverPath}
 	cf.Config.Cmd = nil
@@ -113,6 +124,39 @@ func buildImage(s spec) (v1.Image, error) {
 		"org.opencontainers.image.version": s.Version,
 	}
 	return mutate.ConfigFile(img, cf)
+}
+
+// buildIndex assembles the image of every platform into one OCI image index, in the order of
+// specs: what `docker pull` and the runners resolve to their own platform.
+func buildIndex(specs []spec) (v1.ImageIndex, error) {
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	seen := map[string]bool{}
+	for _, s := range specs {
+		if seen[s.Arch] {
+			return nil, fmt.Errorf("%w: two deliver binaries for %s", errUsage, s.Arch)
+		}
+		seen[s.Arch] = true
+		img, err := buildImage(s)
+		if err != nil {
+			return nil, fmt.Errorf("linux/%s: %w", s.Arch, err)
+		}
+		p := platform(s.Arch)
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        img,
+			Descriptor: v1.Descriptor{MediaType: types.OCIManifestSchema1, Platform: &p},
+		})
+	}
+	return idx, nil
+}
+
+// platform is the OCI platform of a Linux architecture; arm64 carries variant v8, as Docker
+// and containerd write it.
+func platform(arch string) v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: arch}
+	if arch == "arm64" {
+		p.Variant = "v8"
+	}
+	return p
 }
 
 // checkStatic refuses a binary that needs a dynamic loader: the image has no libc.
@@ -130,22 +174,38 @@ func checkStatic(p string) error {
 	return nil
 }
 
-// elfArch maps the binary's machine to an OCI architecture name.
-func elfArch(p string) string {
+// elfArch maps the machine of a Linux ELF binary to an OCI architecture name.
+func elfArch(p string) (string, error) {
 	f, err := elf.Open(p)
 	if err != nil {
-		return "amd64"
+		return "", fmt.Errorf("%s: not an ELF binary: %w", p, err)
 	}
 	defer f.Close()
-	switch f.Machine {
-	case elf.EM_AARCH64:
-		return "arm64"
-	case elf.EM_386:
-		return "386"
-	case elf.EM_ARM:
-		return "arm"
+	switch {
+	case f.Machine == elf.EM_X86_64 && f.Class == elf.ELFCLASS64:
+		return "amd64", nil
+	case f.Machine == elf.EM_AARCH64 && f.Class == elf.ELFCLASS64:
+		return "arm64", nil
 	}
-	return "amd64"
+	return "", fmt.Errorf("%s: ELF machine %v (%v) is not a platform of the image (amd64, arm64)", p, f.Machine, f.Class)
+}
+
+// checkApplets checks that a busybox binary (data, read from path) has each applet: busybox
+// keeps its applet names as one NUL-separated table. The applet list comes from running the
+// busybox of the build machine's architecture (listApplets), which cannot be done with another
+// architecture's binary; the same Debian package version has the same applets on every
+// architecture, and this check holds the other binaries to that.
+func checkApplets(path string, data []byte, applets []string) error {
+	var missing []string
+	for _, a := range applets {
+		if !bytes.Contains(data, []byte("\x00"+filepath.Base(a)+"\x00")) {
+			missing = append(missing, filepath.Base(a))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s lacks the applets %s of the build machine's busybox: use the same busybox-static version for every architecture (hack/test-deps.sh busybox)", path, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // listApplets asks busybox for its applets' full paths.
@@ -281,65 +341,14 @@ func cacheDir() (string, error) {
 	return filepath.Join(home, ".cache", "deliver"), nil
 }
 
-// findBusybox returns the path of a static busybox from Debian's busybox-static package: the
-// installed /bin/busybox when that package is installed, else the copy cached under
-// cache/busybox-static, which it fills on first use with `apt-get download busybox-static` and
-// `dpkg-deb -x` (needs the apt lists: `apt-get update` once).
-func findBusybox(cache string) (string, error) {
-	if out, err := exec.Command("dpkg-query", "-W", "-f=${Status}", "busybox-static").Output(); err == nil &&
-		strings.HasSuffix(strings.TrimSpace(string(out)), "installed") {
-		if err := checkStatic("/bin/busybox"); err == nil {
-			return "/bin/busybox", nil
-		}
+// findBusybox returns the path of the static busybox for arch in dir (dir/<arch>/busybox),
+// which `make image-deps` (hack/test-deps.sh busybox) fills from Debian's busybox-static.
+func findBusybox(dir, arch string) (string, error) {
+	p := filepath.Join(dir, arch, "busybox")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no busybox-static for %s: run `make image-deps` (hack/test-deps.sh busybox): %w", arch, err)
 	}
-	cached := filepath.Join(cache, "busybox-static", "bin", "busybox")
-	if _, err := os.Stat(cached); err == nil {
-		return cached, nil
-	}
-	for _, tool := range []string{"apt-get", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return "", fmt.Errorf("no busybox-static at %s and no %s to fetch it (pass --busybox): %w", cached, tool, err)
-		}
-	}
-	tmp, err := os.MkdirTemp("", "deliver-busybox-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	cmd := exec.Command("apt-get", "download", "busybox-static")
-	cmd.Dir = tmp
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download busybox-static (run `apt-get update` first): %w\n%s", err, out)
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "busybox-static_*.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download busybox-static left %d .deb files", len(debs))
-	}
-	root := filepath.Join(tmp, "root")
-	if out, err := exec.Command("dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x %s: %w\n%s", filepath.Base(debs[0]), err, out)
-	}
-	extracted := filepath.Join(root, "bin", "busybox")
-	if err := checkStatic(extracted); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(cached), 0o755); err != nil {
-		return "", err
-	}
-	// Copy then rename, so a concurrent or interrupted fetch never leaves half a binary.
-	data, err := os.ReadFile(extracted)
-	if err != nil {
-		return "", err
-	}
-	part := cached + fmt.Sprintf(".%d.part", os.Getpid())
-	if err := os.WriteFile(part, data, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(part, cached); err != nil {
-		_ = os.Remove(part)
-		return "", err
-	}
-	return cached, nil
+	return p, nil
 }
 
 // errUsage marks a bad command line.

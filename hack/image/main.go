@@ -1,13 +1,16 @@
-// Command image builds deliver's container image without a Docker engine: the same file system
-// as the Dockerfile's (a static deliver binary, Debian's static busybox as /bin/sh with its
-// applets, Debian's CA bundle), the same ENTRYPOINT and ENV, written as an OCI image layout and
-// optionally pushed to a registry. `make image` runs it.
+// Command image builds deliver's container image without a Docker engine, for every platform
+// it is given a deliver binary for: per platform, the same file system as the Dockerfile's (the
+// static deliver binary, Debian's static busybox as /bin/sh with its applets, Debian's CA
+// bundle), the same ENTRYPOINT and ENV; all platforms in one OCI image index, written as an OCI
+// image layout and optionally pushed to a registry under one or more tags. `make image` runs it.
 //
-//	go run ./hack/image --deliver bin/deliver --out bin/image [--push ghcr.io/deliverhq/deliver:v1.2.3]
+//	go run ./hack/image --deliver bin/linux-amd64/deliver --deliver bin/linux-arm64/deliver \
+//	    --out bin/image [--push ghcr.io/deliverhq/deliver:v1.2.3 --push ghcr.io/deliverhq/deliver:v1]
 //
-// The busybox comes from --busybox, else the installed busybox-static package, else a copy
-// cached outside the clone ($DELIVER_CACHE, $XDG_CACHE_HOME/deliver or ~/.cache/deliver),
-// fetched on first use with `apt-get download busybox-static`.
+// Each binary's platform is read from its ELF header. The busybox of each platform comes from
+// --busybox-dir (<dir>/<arch>/busybox), by default the copy `make image-deps` caches outside the
+// clone ($DELIVER_CACHE, $XDG_CACHE_HOME/deliver or ~/.cache/deliver, then busybox-static). It
+// prints the digest of the index on stdout.
 package main
 
 import (
@@ -18,11 +21,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/authn/github"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -46,18 +52,25 @@ func main() {
 	}
 }
 
-// run parses args, builds the image, writes the layout and pushes. It prints the image digest
+// run parses args, builds the index, writes the layout and pushes. It prints the index digest
 // on stdout and a summary on stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	deliver := fs.String("deliver", "bin/deliver", "the static deliver binary (make build)")
-	busybox := fs.String("busybox", os.Getenv("DELIVER_BUSYBOX"), "a static busybox (default: busybox-static, installed or cached)")
+	var delivers, pushes []string
+	fs.Func("deliver", "a static deliver binary, one per platform (repeat; default bin/deliver)", func(s string) error {
+		delivers = append(delivers, s)
+		return nil
+	})
+	busyboxDir := fs.String("busybox-dir", "", "directory with <arch>/busybox, static (default: the cache `make image-deps` fills)")
 	caBundle := fs.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "the PEM CA bundle (Debian's ca-certificates)")
 	out := fs.String("out", "bin/image", "OCI image layout directory to write (replaced)")
 	tag := fs.String("tag", "", "ref name annotation in the layout (default: --version)")
 	version := fs.String("version", "dev", "image version label")
-	push := fs.String("push", "", "also push the image to this reference (REGISTRY/REPO:TAG)")
+	fs.Func("push", "also push the index to this reference, REGISTRY/REPO:TAG (repeat for more tags)", func(s string) error {
+		pushes = append(pushes, s)
+		return nil
+	})
 	insecure := fs.Bool("insecure", false, "reach the --push registry over plain HTTP")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -68,16 +81,51 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	if *busybox == "" {
+	if len(delivers) == 0 {
+		delivers = []string{"bin/deliver"}
+	}
+	var refs []name.Reference
+	for _, p := range pushes {
+		var opts []name.Option
+		if *insecure {
+			opts = append(opts, name.Insecure)
+		}
+		ref, err := name.ParseReference(p, opts...)
+		if err != nil {
+			return fmt.Errorf("%w: --push %q: %v", errUsage, p, err)
+		}
+		refs = append(refs, ref)
+	}
+	if *busyboxDir == "" {
 		cache, err := cacheDir()
 		if err != nil {
 			return err
 		}
-		if *busybox, err = findBusybox(cache); err != nil {
+		*busyboxDir = filepath.Join(cache, "busybox-static")
+	}
+	// The applets come from the busybox of this machine's architecture, the one that runs here.
+	hostBusybox, err := findBusybox(*busyboxDir, runtime.GOARCH)
+	if err != nil {
+		return err
+	}
+	applets, err := listApplets(hostBusybox)
+	if err != nil {
+		return err
+	}
+	created := sourceDate()
+	var specs []spec
+	for _, d := range delivers {
+		arch, err := elfArch(d)
+		if err != nil {
+			return fmt.Errorf("%w: --deliver: %v", errUsage, err)
+		}
+		busybox, err := findBusybox(*busyboxDir, arch)
+		if err != nil {
 			return err
 		}
+		specs = append(specs, spec{Deliver: d, Busybox: busybox, CABundle: *caBundle, Arch: arch, Applets: applets, Version: *version, Created: created})
 	}
-	img, err := buildImage(spec{Deliver: *deliver, Busybox: *busybox, CABundle: *caBundle, Version: *version, Created: sourceDate()})
+	idx, err := buildIndex(specs)
 	if err != nil {
 		return err
 	}
@@ -85,39 +133,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if refName == "" {
 		refName = *version
 	}
-	if err := writeLayout(*out, img, refName); err != nil {
+	if err := writeLayout(*out, idx, refName); err != nil {
 		return err
 	}
-	digest, err := img.Digest()
+	digest, err := idx.Digest()
 	if err != nil {
 		return err
 	}
-	size, err := compressedSize(img)
-	if err != nil {
+	if err := summarize(stderr, *out, idx); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "image: wrote %s (%s, busybox %s), %d bytes compressed (%.1f MiB)\n",
-		*out, digest, *busybox, size, float64(size)/(1<<20))
-	if *push != "" {
-		var opts []name.Option
-		if *insecure {
-			opts = append(opts, name.Insecure)
-		}
-		ref, err := name.ParseReference(*push, opts...)
-		if err != nil {
-			return fmt.Errorf("%w: --push %q: %v", errUsage, *push, err)
-		}
-		if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)); err != nil {
+	for _, ref := range refs {
+		if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx), remote.WithAuthFromKeychain(keychain)); err != nil {
 			return fmt.Errorf("pushing %s: %w", ref, err)
 		}
-		fmt.Fprintf(stderr, "image: pushed %s@%s\n", ref.Context(), digest)
+		fmt.Fprintf(stderr, "image: pushed %s (%s)\n", ref, digest)
 	}
 	fmt.Fprintln(stdout, digest)
 	return nil
 }
 
-// writeLayout writes img as the only image of a fresh OCI layout at dir.
-func writeLayout(dir string, img v1.Image, refName string) error {
+// keychain finds registry credentials: the Docker config (docker login, $DOCKER_CONFIG), then
+// GITHUB_ACTOR and GITHUB_TOKEN for ghcr.io, as a GitHub Actions job has them.
+var keychain = authn.NewMultiKeychain(authn.DefaultKeychain, github.Keychain)
+
+// summarize writes the index digest and, per platform, the manifest digest and compressed size.
+func summarize(w io.Writer, out string, idx v1.ImageIndex) error {
+	digest, err := idx.Digest()
+	if err != nil {
+		return err
+	}
+	man, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "image: wrote %s: index %s\n", out, digest)
+	for _, d := range man.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return err
+		}
+		size, err := compressedSize(img)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "image:   %s %s, %d bytes compressed (%.1f MiB)\n", d.Platform, d.Digest, size, float64(size)/(1<<20))
+	}
+	return nil
+}
+
+// writeLayout writes idx as the only entry of a fresh OCI layout at dir.
+func writeLayout(dir string, idx v1.ImageIndex, refName string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -129,7 +195,7 @@ func writeLayout(dir string, img v1.Image, refName string) error {
 	if refName != "" {
 		opts = append(opts, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": refName}))
 	}
-	if err := p.AppendImage(img, opts...); err != nil {
+	if err := p.AppendIndex(idx, opts...); err != nil {
 		return fmt.Errorf("writing the OCI layout %s: %w", dir, err)
 	}
 	return nil

@@ -64,18 +64,13 @@ const (
 // kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
 // is not there.
 func BinDir() (string, error) {
-	dir := os.Getenv("DELIVER_K8S_BINS")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("locating the Kubernetes test binaries: %w; set DELIVER_K8S_BINS or run `make k8s-bins`", err)
-		}
-		dir = filepath.Join(cache, "deliver", "k8s-bins")
+	dir, err := binCache("DELIVER_K8S_BINS", "k8s-bins")
+	if err != nil {
+		return "", err
 	}
 	var missing []string
 	for _, b := range k8sBinaries {
-		fi, err := os.Stat(filepath.Join(dir, b))
-		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		if !isExecutable(filepath.Join(dir, b)) {
 			missing = append(missing, b)
 		}
 	}
@@ -241,13 +236,9 @@ func NewCluster(t testing.TB) *Cluster {
 	return c
 }
 
-// shared is the cluster behind SharedCluster: started at most once per
+// sharedCluster is the cluster behind SharedCluster: started at most once per
 // process, stopped by Main.
-var shared struct {
-	once    sync.Once
-	cluster *Cluster
-	err     error
-}
+var sharedCluster sharedServer[*Cluster]
 
 // SharedCluster returns the test binary's shared cluster, starting it on
 // first use (safe for parallel tests: the others wait). It calls t.Fatal if
@@ -258,33 +249,30 @@ var shared struct {
 // binary exits and its temp dir stays behind.
 func SharedCluster(t testing.TB) *Cluster {
 	t.Helper()
-	started := false
-	shared.once.Do(func() {
-		shared.cluster, shared.err = StartCluster(context.Background())
-		started = true
+	return sharedCluster.get(t, func() (*Cluster, error) {
+		c, err := StartCluster(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("shared cluster: %w", err)
+		}
+		return c, nil
+	}, func(c *Cluster) string {
+		return "Kubernetes cluster started in " + c.StartupTime.Round(time.Millisecond).String()
 	})
-	if shared.err != nil {
-		t.Fatalf("shared cluster: %v", shared.err)
-	}
-	if started {
-		t.Logf("testenv: shared Kubernetes cluster started in %s", shared.cluster.StartupTime.Round(time.Millisecond))
-	}
-	return shared.cluster
 }
 
-// Main runs the tests of m, stops the shared cluster if a test started it,
+// Main runs the tests of m, stops the shared cluster and the shared Gitea if a test started them,
 // and exits with the tests' exit code (1 if stopping failed after passing
 // tests). Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
-	// A second Do waits for, and synchronises with, a first one that
-	// started the cluster; if none did, it just marks the once as used.
-	shared.once.Do(func() {})
-	if shared.cluster != nil {
-		if err := shared.cluster.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "testenv: stopping shared Kubernetes cluster: %v\n", err)
+	for what, stop := range map[string]func() error{
+		"Kubernetes cluster": func() error { return sharedCluster.stop((*Cluster).Stop) },
+		"Gitea":              func() error { return sharedGitea.stop((*Gitea).Stop) },
+	} {
+		if err := stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: stopping shared %s: %v\n", what, err)
 			if code == 0 {
 				code = 1
 			}
@@ -331,26 +319,13 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 // TMPDIR and the XDG directories inside the cluster's temp dir, and
 // KUBECONFIG set to the admin kubeconfig.
 func (c *Cluster) env() []string {
-	override := map[string]string{
+	return childEnv(map[string]string{
 		"HOME":            filepath.Join(c.dir, "home"),
 		"TMPDIR":          filepath.Join(c.dir, "tmp"),
 		"XDG_CACHE_HOME":  filepath.Join(c.dir, "home", ".cache"),
 		"XDG_CONFIG_HOME": filepath.Join(c.dir, "home", ".config"),
 		"KUBECONFIG":      c.Kubeconfig,
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := override[k]; !ok {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range override {
-		if v != "" {
-			env = append(env, k+"="+v)
-		}
-	}
-	return env
+	}, nil)
 }
 
 // spawn starts BinDir/name with args, logging to logs/name.log, and records

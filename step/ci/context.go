@@ -42,6 +42,13 @@ type Context struct {
 	Event string
 	// Trigger classifies Event; runs outside CI are manual.
 	Trigger Trigger
+	// ServerURL is the forge's web address (GITHUB_SERVER_URL, CI_SERVER_URL), and SSHHost the
+	// host its git SSH server answers on when that differs (GitLab's CI_SERVER_SHELL_SSH_HOST):
+	// with them deliver links the commits of a config repo on the same self-hosted forge.
+	ServerURL, SSHHost string
+	// Action is true when deliver runs as the GitHub Action (action.yml), whose inputs arrive as
+	// INPUT_<NAME> variables, rather than as a command of a workflow's run: step.
+	Action bool
 }
 
 // Detect reads the CI context from an environment lookup function (os.Getenv in production).
@@ -55,6 +62,9 @@ func Detect(getenv func(string) string) Context {
 			Commit:   getenv("GITHUB_SHA"),
 			Actor:    getenv("GITHUB_ACTOR"),
 			Event:    getenv("GITHUB_EVENT_NAME"),
+			// The action always has the command input (default deploy); a run: step has no INPUT_*.
+			ServerURL: server,
+			Action:    getenv("INPUT_COMMAND") != "",
 		}
 		if repo != "" {
 			c.SourceRepo = server + "/" + repo
@@ -79,6 +89,8 @@ func Detect(getenv func(string) string) Context {
 			Actor:       or(getenv("GITLAB_USER_NAME"), getenv("GITLAB_USER_LOGIN")),
 			ActorEmail:  getenv("GITLAB_USER_EMAIL"),
 			Event:       getenv("CI_PIPELINE_SOURCE"),
+			ServerURL:   strings.TrimSuffix(getenv("CI_SERVER_URL"), "/"),
+			SSHHost:     getenv("CI_SERVER_SHELL_SSH_HOST"),
 		}
 		if c.SourceRepo != "" && c.Commit != "" {
 			c.CommitURL = c.SourceRepo + "/-/commit/" + c.Commit

@@ -11,13 +11,16 @@ import (
 )
 
 // GitLab reports in GitLab CI: a collapsible log section per phase, a red final error line,
-// and a dotenv report (DELIVER_CHANGED, DELIVER_COMMIT_SHA, DELIVER_COMMIT_URL,
-// DELIVER_IMAGE_REF, DELIVER_IMAGE_DIGEST, DELIVER_URL, DELIVER_ROLLOUT) for `artifacts: reports: dotenv`, from which
-// `environment: url: $DELIVER_URL` and later jobs read. GitLab masks only some variables, so
-// everything written here has already passed deliver's own redaction.
+// and a dotenv report for `artifacts: reports: dotenv`, from which `environment: url:
+// $DELIVER_URL` and later jobs read: DELIVER_CHANGED, DELIVER_COMMIT_SHA, DELIVER_COMMIT_URL,
+// DELIVER_IMAGE_REF, DELIVER_IMAGE_DIGEST, DELIVER_URL and DELIVER_ROLLOUT, and the same
+// values again under the job's own prefix (DELIVER_STAGING_COMMIT_SHA; see Dotenv), which
+// tell several deliver jobs apart in a later job that receives all their reports. GitLab
+// masks only some variables, so everything written here has already passed deliver's own
+// redaction.
 type GitLab struct {
 	w       io.Writer
-	dotenv  string
+	dotenv  Dotenv
 	redact  func(string) string
 	mu      sync.Mutex
 	timings []PhaseTiming
@@ -25,10 +28,40 @@ type GitLab struct {
 	seq     int
 }
 
-// NewGitLab returns a GitLab reporter writing to w and the dotenv report to dotenvPath ("" for
-// none). redact is applied to every dotenv value.
-func NewGitLab(w io.Writer, dotenvPath string, redact func(string) string) *GitLab {
-	return &GitLab{w: w, dotenv: dotenvPath, redact: redact, now: time.Now}
+// Dotenv says where and how the GitLab reporter writes its dotenv report.
+type Dotenv struct {
+	// Path is the file; "" writes none.
+	Path string
+	// Prefix is the job's own prefix of the keys (STAGING_ gives STAGING_COMMIT_SHA); ""
+	// means DELIVER_<ENVIRONMENT>_, the environment upper-cased with every character other
+	// than a letter or digit made an underscore.
+	Prefix string
+	// Reserved reports the variables deliver reads as flags. A key that is one of them is
+	// left out with a warning: a later deliver job given the report would take it for a flag.
+	Reserved func(key string) bool
+}
+
+// NewGitLab returns a GitLab reporter writing to w and the dotenv report as d says. redact is
+// applied to every dotenv value.
+func NewGitLab(w io.Writer, d Dotenv, redact func(string) string) *GitLab {
+	return &GitLab{w: w, dotenv: d, redact: redact, now: time.Now}
+}
+
+// DotenvPrefix is the default prefix of a job's own dotenv keys: DELIVER_<ENVIRONMENT>_, or
+// "" without an environment.
+func DotenvPrefix(environment string) string {
+	if environment == "" {
+		return ""
+	}
+	return "DELIVER_" + strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, environment) + "_"
 }
 
 // Phase implements Reporter with a section.
@@ -71,36 +104,50 @@ func (g *GitLab) Timings() []PhaseTiming {
 	return append([]PhaseTiming(nil), g.timings...)
 }
 
-// Finish implements Reporter: the dotenv report, written on failure too, so later jobs see
-// DELIVER_CHANGED=false. (The final error line, in red, is deliver's last line; see step.Main.)
+// Finish implements Reporter: a line linking the config repo's file the error is about, and
+// the dotenv report, written on failure too, so later jobs see DELIVER_CHANGED=false. (The
+// final error line, in red, is deliver's last line; see step.Main.)
 func (g *GitLab) Finish(o Outcome) error {
-	if g.dotenv == "" {
+	if o.Err != nil && o.ErrAt.URL != "" {
+		fmt.Fprintf(g.w, "the error is in %s of the config repo: %s\n", o.ErrAt.Path, o.ErrAt.URL)
+	}
+	if g.dotenv.Path == "" {
 		return nil
 	}
-	var b strings.Builder
-	for _, kv := range outputs(o) {
-		key := "DELIVER_" + strings.ToUpper(strings.ReplaceAll(kv[0], "-", "_"))
-		if kv[0] == "image" {
-			// Not DELIVER_IMAGE: a later job given this report would read it as --image.
-			key = "DELIVER_IMAGE_REF"
-		}
-		v := g.redact(kv[1])
-		if strings.ContainsAny(v, "\n\r") {
-			return errors.New("dotenv value for " + key + " spans lines")
-		}
-		fmt.Fprintf(&b, "%s=%s\n", key, v)
+	prefix := g.dotenv.Prefix
+	if prefix == "" {
+		prefix = DotenvPrefix(o.Environment)
 	}
-	if err := os.WriteFile(g.dotenv, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("writing the dotenv report %s: %w", g.dotenv, err)
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, p := range []string{"DELIVER_", prefix} {
+		if p == "" {
+			continue
+		}
+		for _, kv := range outputs(o) {
+			name := strings.ToUpper(strings.ReplaceAll(kv[0], "-", "_"))
+			if kv[0] == "image" {
+				// Not DELIVER_IMAGE: a later job given this report would read it as --image.
+				name = "IMAGE_REF"
+			}
+			key := p + name
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			if g.dotenv.Reserved != nil && g.dotenv.Reserved(key) {
+				g.Warnf("dotenv report: %s is left out: a later deliver job would read it as one of its own settings (choose another prefix with DELIVER_DOTENV_PREFIX)", key)
+				continue
+			}
+			v := g.redact(kv[1])
+			if strings.ContainsAny(v, "\n\r") {
+				return errors.New("dotenv value for " + key + " spans lines")
+			}
+			fmt.Fprintf(&b, "%s=%s\n", key, v)
+		}
+	}
+	if err := os.WriteFile(g.dotenv.Path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("writing the dotenv report %s: %w", g.dotenv.Path, err)
 	}
 	return nil
-}
-
-// fileLine extracts a file and line from an error chain.
-func fileLine(err error) (string, int) {
-	var fl FileLiner
-	if errors.As(err, &fl) {
-		return fl.FileLine()
-	}
-	return "", 0
 }

@@ -11,10 +11,10 @@ import (
 func TestPlanReplicas(t *testing.T) {
 	owns := func(manager string, op metav1.ManagedFieldsOperationType, sub string) metav1.ManagedFieldsEntry {
 		return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, Subresource: sub, FieldsType: "FieldsV1",
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{},"f:template":{}}}`)}}
+			FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:replicas":{},"f:template":{}}}`)}
 	}
 	other := metav1.ManagedFieldsEntry{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:template":{}}}`)}}
+		FieldsV1: metav1.NewFieldsV1(`{"f:spec":{"f:template":{}}}`)}
 	ours := owns("deliver", metav1.ManagedFieldsOperationApply, "")
 	handed := owns("deliver-handover", metav1.ManagedFieldsOperationApply, "")
 	hpaScale := owns("kube-controller-manager", metav1.ManagedFieldsOperationUpdate, "scale")

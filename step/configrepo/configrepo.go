@@ -82,6 +82,15 @@ type Options struct {
 	// DefaultMaxFileSize). It must be at least the largest file any reader of the clone
 	// accepts, since they tell a placeholder from a file by its size (see Repo.Dir).
 	MaxFileSize int64
+	// Signer, when set, signs every commit (see sign.go): each commit Update makes carries its
+	// signature in the gpgsig header, as git's own signed commits do. nil makes unsigned
+	// commits.
+	Signer Signer
+	// CommitterName and CommitterEmail, when set, replace the author's name and e-mail as the
+	// commit's committer. A forge shows a signed commit as verified when the committer's e-mail
+	// belongs to the account that owns the signing key, which is often a bot's, while the
+	// author stays the person or pipeline that asked for the change.
+	CommitterName, CommitterEmail string
 	// Replay re-applies other runs' queued changes when this run lands the queue (see
 	// queue.go). nil turns group commit off: a lost race is retried on the new tip.
 	Replay Replay
@@ -334,8 +343,9 @@ type Result struct {
 	Landed int
 }
 
-// Update applies edit, commits with author as author and committer, and pushes, retrying on
-// lost races. See the package documentation.
+// Update applies edit, commits with author as author (and committer, unless Options names
+// one), signed when Options.Signer is set, and pushes, retrying on lost races. See the package
+// documentation.
 func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
 	return r.UpdateChange(ctx, author, Change{Edit: edit})
 }
@@ -476,7 +486,10 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author, co
 	if committer.When.IsZero() {
 		committer.When = author.When
 	}
-	c := &object.Commit{Author: author, Committer: committer, Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	c := &object.Commit{Author: headerSafe(author), Committer: headerSafe(r.committer(committer)), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	if err := sign(c, r.opts.Signer); err != nil {
+		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
+	}
 	commit, err = r.storeCommit(c)
 	if err != nil {
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
@@ -485,6 +498,23 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author, co
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
 	return commit, dedupe(append([]plumbing.Hash{commit}, objects...)), true, nil
+}
+
+// headerSafe drops from a signature's name and e-mail what would break the commit header they
+// are written into ("Name <email> time"): angle brackets, line breaks and NUL. Names come from
+// CI variables (GITLAB_USER_NAME, a GitHub actor) as well as flags.
+func headerSafe(s object.Signature) object.Signature {
+	clean := func(v string) string {
+		return strings.TrimSpace(strings.Map(func(r rune) rune {
+			switch r {
+			case '<', '>', '\n', '\r', 0:
+				return -1
+			}
+			return r
+		}, v))
+	}
+	s.Name, s.Email = clean(s.Name), clean(s.Email)
+	return s
 }
 
 func dedupe(hs []plumbing.Hash) []plumbing.Hash {

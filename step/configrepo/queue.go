@@ -357,7 +357,7 @@ func (r *Repo) queueIn(ctx context.Context, rs *receiveSession, p *pending) (que
 		return false, nil
 	}
 	progress := &cappedWriter{max: maxServerMessages}
-	err = rs.send(ctx, r.st, []*packp.Command{{Name: p.ref, Old: plumbing.ZeroHash, New: p.commit}}, p.objects, false, progress)
+	err = rs.send(ctx, r.st, []*packp.Command{{Name: p.ref, Old: plumbing.ZeroHash, New: p.commit}}, p.objects, false, nil, progress)
 	p.attempts++
 	if err == nil {
 		return true, nil
@@ -781,6 +781,7 @@ func (b *landing) decide(r *Repo, q queuedRef, outcome string, code int, message
 		lines = append(lines, trailerExitCode+": "+strconv.Itoa(code))
 	}
 	msg := fmt.Sprintf("deliver: queued change %s %s\n\n%s\n\n%s", q.id, outcome, strings.TrimRight(message, "\n"), strings.Join(lines, "\n")+"\n")
+	lander = headerSafe(lander)
 	h, err := r.storeCommit(&object.Commit{Author: lander, Committer: lander, Message: msg, TreeHash: tip.TreeHash, ParentHashes: []plumbing.Hash{q.commit}})
 	if err != nil {
 		return fmt.Errorf("recording the outcome of %s: %w", q.id, err)
@@ -818,7 +819,7 @@ func (r *Repo) pushLanding(ctx context.Context, b *landing) error {
 		return errQueueRace
 	}
 	progress := &cappedWriter{max: maxServerMessages}
-	sendErr := rs.send(ctx, r.st, b.cmds, b.objs, true, progress)
+	sendErr := rs.send(ctx, r.st, b.cmds, b.objs, true, nil, progress)
 	if sendErr == nil {
 		return nil
 	}
@@ -1000,7 +1001,7 @@ func (r *Repo) withdraw(ctx context.Context, p *pending, why error) (Result, err
 	if _, ok := v.find(p.id); !ok {
 		return r.outcomeOf(wctx, p, v)
 	}
-	err = rs.send(wctx, r.st, []*packp.Command{{Name: p.ref, Old: p.commit}}, nil, false, nil)
+	err = rs.send(wctx, r.st, []*packp.Command{{Name: p.ref, Old: p.commit}}, nil, false, nil, nil)
 	if err == nil {
 		r.opts.Logf("withdrew the queued change %s", p.ref)
 		return Result{Attempts: p.attempts}, why

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -273,11 +275,12 @@ func (rs *receiveSession) supportsAtomic() bool {
 }
 
 // send sends one request of ref updates with the objects they need (nothing else: the server
-// has every object they build on), atomically (all or none) when atomic is set. Every command
+// has every object they build on), atomically (all or none) when atomic is set, with options as
+// push options when the server takes them. Every command
 // is a compare-and-swap on the server: it applies only while the ref is at the command's old
 // value. progress receives the server's messages (hook output). The error of a refused
 // request names the refused refs.
-func (rs *receiveSession) send(ctx context.Context, st *filesystem.Storage, cmds []*packp.Command, objects []plumbing.Hash, atomic bool, progress io.Writer) error {
+func (rs *receiveSession) send(ctx context.Context, st *filesystem.Storage, cmds []*packp.Command, objects []plumbing.Hash, atomic bool, options map[string]string, progress io.Writer) error {
 	req := packp.NewReferenceUpdateRequestFromCapabilities(rs.ar.Capabilities)
 	req.Progress = progress
 	switch {
@@ -285,6 +288,12 @@ func (rs *receiveSession) send(ctx context.Context, st *filesystem.Storage, cmds
 		_ = req.Capabilities.Set(capability.Sideband64k)
 	case rs.ar.Capabilities.Supports(capability.Sideband):
 		_ = req.Capabilities.Set(capability.Sideband)
+	}
+	if len(options) > 0 && rs.ar.Capabilities.Supports(capability.PushOptions) {
+		_ = req.Capabilities.Set(capability.PushOptions)
+		for _, k := range slices.Sorted(maps.Keys(options)) {
+			req.Options = append(req.Options, &packp.Option{Key: k, Value: options[k]})
+		}
 	}
 	if atomic {
 		if err := req.Capabilities.Set(capability.Atomic); err != nil {
@@ -352,7 +361,14 @@ func (r *remote) pushIn(ctx context.Context, rs *receiveSession, st *filesystem.
 	default:
 		return fmt.Errorf("%w: it is at %s, the commit was made on %s", errTipMoved, now, old)
 	}
-	return rs.send(ctx, st, []*packp.Command{{Name: r.branch, Old: old, New: commit}}, objects, false, progress)
+	return rs.send(ctx, st, []*packp.Command{{Name: r.branch, Old: old, New: commit}}, objects, false, nil, progress)
+}
+
+// sendPack sends one ref update with objects (and options as push options when the server takes
+// them) over the receive-pack session s whose advertisement is ar.
+func sendPack(ctx context.Context, s transport.ReceivePackSession, ar *packp.AdvRefs, st *filesystem.Storage, cmd *packp.Command,
+	objects []plumbing.Hash, options map[string]string, progress io.Writer) error {
+	return (&receiveSession{s: s, ar: ar}).send(ctx, st, []*packp.Command{cmd}, objects, false, options, progress)
 }
 
 // cappedWriter keeps the first max bytes written to it and drops the rest.

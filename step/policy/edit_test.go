@@ -31,6 +31,7 @@ func TestEditLocksGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var changed bool
+			var err error
 			if strings.HasPrefix(op, "remove ") {
 				f := strings.Fields(op)
 				changed, err = RemoveLock(root, f[1], f[2])

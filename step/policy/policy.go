@@ -62,7 +62,17 @@ type Environment struct {
 	Automated *bool `yaml:"automated,omitempty"`
 	// Downgrade: "deny" (default) refuses automated deploys of an older build; "allow" permits them.
 	Downgrade string `yaml:"downgrade,omitempty"`
+	// Via: how changes reach the environment's branch: "push" (default) commits on it directly;
+	// "pull-request" pushes them to a branch of their own and opens a pull (merge) request, for
+	// a protected branch.
+	Via string `yaml:"via,omitempty"`
 }
+
+// Ways a change reaches an environment's branch (Environment.Via).
+const (
+	ViaPush        = "push"
+	ViaPullRequest = "pull-request"
+)
 
 // Lock pins an image in an environment.
 type Lock struct {
@@ -116,6 +126,11 @@ func Parse(data []byte) (*Policy, error) {
 		default:
 			return nil, fmt.Errorf("%w %s: environments.%s.downgrade: %q is neither deny nor allow", ErrInvalid, FileName, name, e.Downgrade)
 		}
+		switch e.Via {
+		case "", ViaPush, ViaPullRequest:
+		default:
+			return nil, fmt.Errorf("%w %s: environments.%s.via: %q is neither push nor pull-request", ErrInvalid, FileName, name, e.Via)
+		}
 	}
 	for i, l := range p.Locks {
 		if l.Environment == "" || l.Image == "" {
@@ -132,6 +147,14 @@ func (p *Policy) AutomatedAllowed(env string) bool {
 		return true
 	}
 	return *e.Automated
+}
+
+// Via says how changes reach env's branch: ViaPush (the default) or ViaPullRequest.
+func (p *Policy) Via(env string) string {
+	if v := p.Environments[env].Via; v != "" {
+		return v
+	}
+	return ViaPush
 }
 
 // DowngradeAllowed reports whether automated runs may deploy an older build to env.

@@ -18,6 +18,7 @@ environments:
   production:
     automated: false
     downgrade: allow
+    via: pull-request
 locks:
   - environment: production
     image: web
@@ -33,6 +34,9 @@ locks:
 	}
 	if p.DowngradeAllowed("staging") || !p.DowngradeAllowed("production") {
 		t.Errorf("downgrade rules wrong: %+v", p.Environments)
+	}
+	if p.Via("staging") != ViaPush || p.Via("production") != ViaPullRequest || p.Via("qa") != ViaPush {
+		t.Errorf("via rules wrong: %+v", p.Environments)
 	}
 	l, ok := p.LockFor("production", "web")
 	if !ok || l.Reason != "incident 42" || l.By != "Ada" {
@@ -53,6 +57,7 @@ func TestParseErrors(t *testing.T) {
 		"unknown key":     "environment:\n  staging: {}\n",
 		"wrong type":      "environments:\n  staging:\n    automated: maybe\n",
 		"bad downgrade":   "environments:\n  staging:\n    downgrade: sometimes\n",
+		"bad via":         "environments:\n  staging:\n    via: pr\n",
 		"lock sans image": "locks:\n  - environment: production\n",
 		"two documents":   "locks: []\n---\nlocks: []\n",
 		"not a mapping":   "- a\n- b\n",

@@ -30,8 +30,11 @@ type sentinels struct {
 	gitUser, gitToken, wrongToken  string
 	regUser, regPassword, wrongReg string
 	sshKey                         string
-	kubeToken                      string
-	urlPassword                    string
+	// signingKey is a real SSH key (it is parsed and signs every commit), encrypted with
+	// signingPass.
+	signingKey, signingPass string
+	kubeToken               string
+	urlPassword             string
 	// echoToken is a git token with characters URLs escape, for the cases where a server
 	// echoes the Authorization header: its percent-encoded forms differ from it.
 	echoToken string
@@ -47,7 +50,18 @@ func randomHex(t *testing.T, n int) string {
 }
 
 func newSentinels(t *testing.T) sentinels {
+	signingPass := "SNTLsign" + randomHex(t, 12)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "deliver-bot", []byte(signingPass))
+	if err != nil {
+		t.Fatal(err)
+	}
 	return sentinels{
+		signingKey:  string(pem.EncodeToMemory(block)),
+		signingPass: signingPass,
 		gitUser:     "deliver-bot",
 		gitToken:    "SNTLgit" + randomHex(t, 12),
 		wrongToken:  "SNTLwrong" + randomHex(t, 12),
@@ -67,10 +81,15 @@ func newSentinels(t *testing.T) sentinels {
 // and not) of user:secret as Basic auth sends it, for the git user, the default x-access-token
 // and the registry user, of :secret and secret:, and its percent-encoded forms.
 func (s sentinels) values() []string {
-	raw := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword, s.echoToken}
+	raw := []string{s.gitToken, s.wrongToken, s.regPassword, s.wrongReg, s.kubeToken, s.urlPassword, s.echoToken, s.signingPass}
 	v := append([]string(nil), raw...)
 	for _, l := range strings.Split(s.sshKey, "\n") {
 		if strings.HasPrefix(l, "SNTL") {
+			v = append(v, l)
+		}
+	}
+	for _, l := range strings.Split(s.signingKey, "\n") {
+		if len(l) >= 16 && !strings.HasPrefix(l, "-----") {
 			v = append(v, l)
 		}
 	}
@@ -142,7 +161,8 @@ func closedPort(t *testing.T) string {
 }
 
 // TestSecretsNeverShown runs every command with sentinel secrets (git token, registry
-// password, SSH key, a kubeconfig token in --kubeconfig-data) through the plain, GitHub and
+// password, SSH key, commit signing key and its passphrase, a kubeconfig token in
+// --kubeconfig-data) through the plain, GitHub and
 // GitLab reporters, on success and on the failure paths (wrong token, registry 401, cluster
 // down, hook rejection), passing the secrets as flags, in the config repo URL's user-info
 // and as DELIVER_* variables, and checks no sentinel appears in stdout, stderr (but the
@@ -168,6 +188,11 @@ func TestSecretsNeverShown(t *testing.T) {
 			good := kubeconfigData(t, cl, sn.kubeToken, "")
 			down := kubeconfigData(t, cl, sn.kubeToken, "https://"+closedPort(t))
 			setImageDir := t.TempDir()
+			// The GitHub runs read the signing key from a file (the others get its content).
+			signingFile := filepath.Join(t.TempDir(), "signing-key")
+			if err := os.WriteFile(signingFile, []byte(sn.signingKey), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			fixture.WriteFiles(t, setImageDir, map[string]string{"kustomization.yaml": "images:\n  - name: web\n    newTag: \"1\"\n"})
 
 			// creds are the secrets as this reporter's run passes them: plain as flags, github
@@ -194,7 +219,8 @@ func TestSecretsNeverShown(t *testing.T) {
 				switch reporter {
 				case "plain":
 					if has(name, "git") {
-						argv = append(argv, "--config-repo", c.repoURL, "--git-token", c.token, "--ssh-key", sn.sshKey)
+						argv = append(argv, "--config-repo", c.repoURL, "--git-token", c.token, "--ssh-key", sn.sshKey,
+							"--signing-key", sn.signingKey, "--signing-key-passphrase", sn.signingPass)
 						if c.user != "" {
 							argv = append(argv, "--git-username", c.user)
 						}
@@ -212,7 +238,8 @@ func TestSecretsNeverShown(t *testing.T) {
 					if has(name, "git") {
 						argv = append(argv, "--config-repo", strings.Replace(c.repoURL, "http://", "http://"+url.UserPassword(c.user, c.token).String()+"@", 1))
 					}
-					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser)
+					env = append(env, "DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser,
+						"DELIVER_SIGNING_KEY_FILE="+signingFile, "DELIVER_SIGNING_KEY_PASSPHRASE="+sn.signingPass)
 					if has(name, "registry") {
 						argv = append(argv, "--registry-password", c.regPassword)
 					}
@@ -220,6 +247,7 @@ func TestSecretsNeverShown(t *testing.T) {
 				case "gitlab":
 					env = append(env, "DELIVER_CONFIG_REPO="+c.repoURL, "DELIVER_GIT_USERNAME="+c.user, "DELIVER_GIT_TOKEN="+c.token,
 						"DELIVER_SSH_KEY="+sn.sshKey, "DELIVER_REGISTRY_USERNAME="+sn.regUser, "DELIVER_REGISTRY_PASSWORD="+c.regPassword,
+						"DELIVER_SIGNING_KEY="+sn.signingKey, "DELIVER_SIGNING_KEY_PASSPHRASE="+sn.signingPass,
 						"DELIVER_KUBECONFIG_DATA="+c.kubeconfig)
 				}
 				if has(name, "cluster") {
@@ -253,6 +281,14 @@ func TestSecretsNeverShown(t *testing.T) {
 							// The runner unescapes a command's data: % is sent as %25.
 							if !strings.Contains(r.stderr, "::add-mask::"+strings.ReplaceAll(v, "%", "%25")) {
 								t.Errorf("GitHub mode: no ::add-mask:: for the %s... secret the command was given", v[:8])
+							}
+						}
+					}
+					// The signing key, line by line, and its passphrase are masked in the job's log.
+					if has(cmd[0], "git") {
+						for _, v := range append(strings.Split(sn.signingKey, "\n"), sn.signingPass) {
+							if len(v) >= 16 && !strings.HasPrefix(v, "-----") && !strings.Contains(r.stderr, "::add-mask::"+v) {
+								t.Errorf("GitHub mode: no ::add-mask:: for the signing key's line or passphrase %s...", v[:8])
 							}
 						}
 					}
@@ -466,6 +502,10 @@ func TestSecretsNeverShown(t *testing.T) {
 			sn.check(t, "the config repo", string(out), false)
 			if !strings.Contains(string(out), "Deliver-Action: rollback") {
 				t.Errorf("the config repo's history lacks the rollback; did the runs happen?")
+			}
+			tip, err := exec.Command("git", "--git-dir="+s.Git.BareDir(s.Name), "cat-file", "commit", "main").CombinedOutput()
+			if err != nil || !strings.Contains(string(tip), "gpgsig -----BEGIN SSH SIGNATURE-----") {
+				t.Errorf("the tip is not signed: the signing key was not used (%v)\n%s", err, tip)
 			}
 		})
 	}
