@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/deliverhq/deliver/internal/testenv"
+	"github.com/deliverhq/deliver/internal/testenv/signtest"
 	"github.com/deliverhq/deliver/step/configrepo"
+	"github.com/deliverhq/deliver/step/signing"
 )
 
 // The tests' changes append a line to list.txt; the line travels in the request trailer
@@ -482,5 +484,71 @@ func TestQueueNamespaceRefused(t *testing.T) {
 	}
 	if ids := changeIDs(t, gs, "refs-refused"); len(ids) != n {
 		t.Errorf("%d change ids on the branch, want %d", len(ids), n)
+	}
+}
+
+// TestLandedCommitsAreSigned: a run with a signing key that lands other runs' changes signs
+// every commit it lands, as committer (the name Options give), each keeping its own author; the
+// real git CLI verifies each signature.
+func TestLandedCommitsAreSigned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := signtest.SSH(t, "ed25519", "", "bot@example.com")
+	key, err := signing.Parse([]byte(k.Private), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := testenv.NewGitServer(t)
+	url := newRepo(t, gs, "signed-queue")
+	now := time.Now()
+	craftQueued(t, gs, "signed-queue", "orphan", now.Add(-time.Second), now.Add(time.Minute))
+
+	// A waits behind the orphan and never takes over; B, signing, takes over.
+	oa := queueOpts(gs, url)
+	oa.QueueTakeover = time.Hour
+	a, err := configrepo.Clone(ctx, oa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ada := author
+	ada.Name, ada.Email = "Ada", "ada@example.com"
+	var aRes configrepo.Result
+	var aErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		aRes, aErr = a.UpdateChange(ctx, ada, lineChange("a"))
+	}()
+	waitForRefs(t, gs, "signed-queue", "refs/deliver/queue/", 2)
+	ob := queueOpts(gs, url)
+	ob.QueueTakeover = time.Second
+	ob.Signer, ob.CommitterName, ob.CommitterEmail = key, "Deliver Bot", "bot@example.com"
+	b, err := configrepo.Clone(ctx, ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	bRes, err := b.UpdateChange(ctx, author, lineChange("b"))
+	if err != nil {
+		t.Fatalf("B: %v", err)
+	}
+	<-done
+	if aErr != nil || aRes.LandedBy != "Deliver Bot <bot@example.com>" {
+		t.Fatalf("A: %+v, %v; want it landed by B, committer Deliver Bot", aRes, aErr)
+	}
+	log, err := gs.Log("signed-queue", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 4 || log[0].Hash != bRes.Commit {
+		t.Fatalf("%d commits, tip %s; want the orphan's, A's and B's on the seed, B's last", len(log), log[0].Hash)
+	}
+	for i, wantAuthor := range []string{author.Name, "Ada", "crafted"} {
+		c := log[i]
+		if c.Author.Name != wantAuthor || c.Committer.Name != "Deliver Bot" {
+			t.Errorf("commit %s: author %s, committer %s; want %s and Deliver Bot", c.Hash, c.Author.Name, c.Committer.Name, wantAuthor)
+		}
+		signtest.RequireVerified(t, gs.BareDir("signed-queue"), c.Hash.String(), k)
 	}
 }
