@@ -10,7 +10,7 @@ import (
 func TestHeaderSafe(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[object.Signature]object.Signature{
-		{Name: "Ada\nLovelace", Email: "ada@example.com"}:     {Name: "AdaLovelace", Email: "ada@example.com"},
+		{Name: "Ada\nLovelace", Email: "ada@example.com"}:      {Name: "AdaLovelace", Email: "ada@example.com"},
 		{Name: "Eve <eve@evil>", Email: "<eve@example.com>\r"}: {Name: "Eve eve@evil", Email: "eve@example.com"},
 		{Name: "plain", Email: "p@example.com"}:                {Name: "plain", Email: "p@example.com"},
 		{Name: "nul\x00", Email: " x@example.com "}:            {Name: "nul", Email: "x@example.com"},
