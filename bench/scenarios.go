@@ -409,8 +409,8 @@ func (e *Env) contentionTrial(ctx context.Context, im *images, f Fixture, tool s
 	return tr, nil
 }
 
-// branchPushes counts the pushes that moved the main branch of t's repo, from the reflog that
-// createRepo turns on.
+// branchPushes counts the pushes that moved the main branch of t's repo, from its reflog
+// (createRepo turns it on for every update).
 func (e *Env) branchPushes(t Target) (int, error) {
 	data, err := os.ReadFile(filepath.Join(e.Git.BareDir(t.Repo), "logs", "refs", "heads", "main"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -419,7 +419,15 @@ func (e *Env) branchPushes(t Target) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the reflog of %s: %w", t.Repo, err)
 	}
-	return strings.Count(string(data), "\n"), nil
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		// Each line is one update, old and new value first; the branch's creation (the seed
+		// commit) has no old value and is not a push.
+		if line != "" && !strings.HasPrefix(line, strings.Repeat("0", 40)+" ") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func lastLine(s string) string {
