@@ -10,6 +10,10 @@ export DELIVER_BENCH_BINS := $(BENCH_BINS)
 # The Gitea server the pull-request tests run against, cached the same way.
 GITEA_BINS ?= $(or $(DELIVER_GITEA_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/gitea-bins)
 export DELIVER_GITEA_BINS := $(GITEA_BINS)
+# The real Flux controllers (source-controller, kustomize-controller) and their CRDs, which the
+# engine tests run as local processes, cached the same way.
+FLUX_BINS ?= $(or $(DELIVER_FLUX_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/flux-bins)
+export DELIVER_FLUX_BINS := $(FLUX_BINS)
 # The pinned linters (staticcheck), cached the same way.
 LINT_BINS ?= $(or $(DELIVER_LINT_BINS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deliver/lint-bins)
 BENCH_FLAGS ?=
@@ -20,7 +24,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/deliverhq/deliver/step.version=$(VERSION)
 TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=40m
 
-.PHONY: help build test lint lint-bins k8s-bins gitea-bins demo clean
+.PHONY: help build test lint lint-bins k8s-bins gitea-bins flux-bins demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,7 +32,7 @@ help: ## list the targets
 build: ## build bin/deliver (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o bin/deliver .
 
-test: k8s-bins gitea-bins bench-bins test-deps lint ## run every test (-race) against real git, registry, Gitea and Kubernetes servers (includes bench-smoke)
+test: k8s-bins gitea-bins flux-bins bench-bins test-deps lint ## run every test (-race) against real git, registry, Gitea and Kubernetes servers and the Flux controllers (includes bench-smoke)
 	$(GO) test $(TEST_FLAGS) ./...
 
 lint: lint-bins ## gofmt, go vet, go mod tidy (nothing to change) and staticcheck
@@ -40,6 +44,10 @@ lint: lint-bins ## gofmt, go vet, go mod tidy (nothing to change) and staticchec
 
 lint-bins: ## build the pinned staticcheck (hack/linttools) into the cache outside the clone
 	hack/lint-bins.sh "$(LINT_BINS)"
+
+flux-bins: ## build the Flux source-controller and kustomize-controller v1.9.6 and their CRDs (cached; about 20 minutes cold)
+	hack/flux-bins.sh "$(FLUX_BINS)"
+
 
 k8s-bins: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (cached)
 	hack/k8s-bins.sh "$(K8S_BINS)"

@@ -25,11 +25,18 @@ var version = "dev"
 // Version returns deliver's version.
 func Version() string { return version }
 
-// IO is what one run of the app reads and writes.
+// IO is what one run of the app reads and writes. A run reads nothing else from the process
+// (see environ.go for what libraries still do).
 type IO struct {
 	Stdout, Stderr io.Writer
-	// Getenv reads the environment (os.Getenv in production).
+	// Getenv reads the environment (os.Getenv in production): the DELIVER_* variables of the
+	// flags, the CI's variables, HOME, KUBECONFIG, DOCKER_CONFIG, SSH_KNOWN_HOSTS, TMPDIR. An
+	// empty variable counts as unset.
 	Getenv func(string) string
+	// Dir is the working directory: relative paths in flags and variables, and the defaults
+	// that are relative paths (set-image's --dir ., GitLab's deliver.env), resolve against it.
+	// Empty means the process's working directory.
+	Dir string
 }
 
 // runner carries one invocation's dependencies to the commands.
@@ -38,6 +45,7 @@ type runner struct {
 	// rawStderr is the unredacted stream, used only for GitHub's ::add-mask:: commands.
 	rawStderr io.Writer
 	getenv    func(string) string
+	dir       string // IO.Dir
 	redactor  *redact.Redactor
 	ci        ci.Context
 	rep       ci.Reporter
@@ -56,9 +64,11 @@ func Main(ctx context.Context, args []string, stdio IO) int {
 	}
 	red := redact.New()
 	outW, errW := red.Writer(stdio.Stdout), red.Writer(stdio.Stderr)
-	r := &runner{stdout: outW, stderr: errW, rawStderr: stdio.Stderr, getenv: stdio.Getenv, redactor: red, ci: ci.Detect(stdio.Getenv)}
+	r := &runner{stdout: outW, stderr: errW, rawStderr: stdio.Stderr, dir: stdio.Dir, redactor: red}
+	r.getenv = r.envIn(stdio.Getenv)
+	r.ci = ci.Detect(r.getenv)
 	if r.ci.Action {
-		r.getenv = ci.ActionEnv(stdio.Getenv)
+		r.getenv = ci.ActionEnv(r.getenv)
 	}
 	r.finish = func() { _ = outW.Flush(); _ = errW.Flush() }
 	defer r.finish()
@@ -92,7 +102,12 @@ func (r *runner) app() *cli.App {
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
 			return usage(fmt.Errorf("%s: %w (see deliver %s --help)", c.Command.Name, err, c.Command.Name))
 		}
+		// urfave/cli's "help" subcommand is one Command shared by the whole process, which
+		// every run would write to (see sharedFlag); --help is the way.
+		cmd.HideHelpCommand = true
+		cmd.Flags = withEnv(cmd.Flags, r.getenv)
 	}
+	app.Flags = withEnv(app.Flags, r.getenv)
 	return app
 }
 
@@ -162,7 +177,7 @@ func (r *runner) reporter(c *cli.Context) ci.Reporter {
 		if dotenv == "" {
 			dotenv = "deliver.env"
 		}
-		return ci.NewGitLab(r.stderr, ci.Dotenv{Path: dotenv, Prefix: c.String(flagDotenvPrefix), Reserved: flagVariables(c.App)}, r.redactor.String)
+		return ci.NewGitLab(r.stderr, ci.Dotenv{Path: r.path(dotenv), Prefix: c.String(flagDotenvPrefix), Reserved: flagVariables(c.App)}, r.redactor.String)
 	}
 	return ci.NewPlain(r.stderr)
 }

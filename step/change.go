@@ -332,11 +332,11 @@ func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res conf
 // editFromRecord is what this run's edit did, as the record of the commit another run landed
 // it as says: the images it changed and what they were before.
 func editFromRecord(repo *configrepo.Repo, commit plumbing.Hash) (editResult, error) {
-	c, err := repo.Git().CommitObject(commit)
+	msg, err := repo.Message(commit)
 	if err != nil {
-		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
+		return editResult{}, fmt.Errorf("reading the landed commit: %w", err)
 	}
-	rec, err := release.Parse(c.Message)
+	rec, err := release.Parse(msg)
 	if err != nil {
 		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
 	}

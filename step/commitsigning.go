@@ -19,7 +19,7 @@ import (
 // the committer. A key that cannot sign is bad input, refused here, before anything is cloned
 // or pushed.
 func (r *runner) commitSigning(c *cli.Context, opts *configrepo.Options) error {
-	key, err := signingKey(c)
+	key, err := r.signingKey(c)
 	if err != nil {
 		return usage(err)
 	}
@@ -53,14 +53,14 @@ func (r *runner) commitSigning(c *cli.Context, opts *configrepo.Options) error {
 }
 
 // signingKey reads and parses the signing key; nil when none is given.
-func signingKey(c *cli.Context) (*signing.Key, error) {
+func (r *runner) signingKey(c *cli.Context) (*signing.Key, error) {
 	content, file, passphrase := c.String(flagSigningKey), c.String(flagSigningFile), c.String(flagSigningPass)
 	flag := "--" + flagSigningKey
 	switch {
 	case content != "" && file != "":
 		return nil, fmt.Errorf("--%s and --%s are both set: give the key once", flagSigningKey, flagSigningFile)
 	case file != "":
-		b, err := os.ReadFile(file)
+		b, err := os.ReadFile(r.path(file))
 		if err != nil {
 			return nil, fmt.Errorf("--%s: %w", flagSigningFile, err)
 		}
@@ -74,7 +74,7 @@ func signingKey(c *cli.Context) (*signing.Key, error) {
 	switch {
 	case errors.Is(err, signing.ErrPassphrase):
 		return nil, fmt.Errorf("%s: %w (--%s)", flag, err, flagSigningPass)
-	case err != nil && file == "" && isFile(content):
+	case err != nil && file == "" && isFile(r.path(content)):
 		// A GitLab File variable holds the path of a file with the value.
 		return nil, fmt.Errorf("%s: holds the path of a file, not a key: give the path with --%s (DELIVER_SIGNING_KEY_FILE)", flag, flagSigningFile)
 	case err != nil:

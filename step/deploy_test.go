@@ -96,6 +96,7 @@ func TestDeployNoApply(t *testing.T) {
 // still lands.
 func TestContention(t *testing.T) {
 	t.Parallel()
+	bin := buildDeliver(t)
 	for _, tc := range []struct {
 		name        string
 		n, trials   int
@@ -106,13 +107,13 @@ func TestContention(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for trial := 1; trial <= tc.trials; trial++ {
-				t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) { contentionTrial(t, tc.n, tc.refuseQueue) })
+				t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) { contentionTrial(t, bin, tc.n, tc.refuseQueue) })
 			}
 		})
 	}
 }
 
-func contentionTrial(t *testing.T, n int, refuseQueue bool) {
+func contentionTrial(t *testing.T, bin string, n int, refuseQueue bool) {
 	var services []string
 	for i := 0; i < n; i++ {
 		services = append(services, fmt.Sprintf("svc-%02d", i))
@@ -135,7 +136,7 @@ func contentionTrial(t *testing.T, n int, refuseQueue bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = run(t, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "100",
+			results[i] = runProcess(t, bin, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "100",
 				"--image", svc + "=" + s.Reg.Ref("team/"+svc, "1.0.0")}, s.GitArgs())...)
 		}()
 	}

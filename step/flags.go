@@ -243,30 +243,29 @@ func envURL(c *cli.Context) (string, error) {
 	return v, nil
 }
 
-// gitAuth reads the config-repo credentials and registers them as secrets.
+// gitAuth reads the config-repo credentials (registerSecrets masked them before the command
+// started).
 func (r *runner) gitAuth(c *cli.Context) (configrepo.Auth, error) {
 	a := configrepo.Auth{
 		Username:        c.String(flagGitUsername),
 		Password:        c.String(flagGitToken),
-		KnownHosts:      c.String(flagSSHKnownHosts),
+		KnownHosts:      r.path(c.String(flagSSHKnownHosts)),
 		HostKey:         c.String(flagSSHHostKey),
 		InsecureSkipTLS: c.Bool(flagGitInsecure),
+		Getenv:          r.getenv,
 	}
-	r.redactor.Add(a.Password)
 	if key := c.String(flagSSHKey); key != "" {
 		a.SSHKey = []byte(key)
-		r.redactor.Add(key)
 	}
 	if f := c.String(flagSSHKeyFile); f != "" {
-		key, err := os.ReadFile(f)
+		key, err := os.ReadFile(r.path(f))
 		if err != nil {
 			return a, usage(fmt.Errorf("--%s: %w", flagSSHKeyFile, err))
 		}
 		a.SSHKey = key
-		r.redactor.Add(string(key))
 	}
 	if f := c.String(flagGitCAFile); f != "" {
-		ca, err := os.ReadFile(f)
+		ca, err := os.ReadFile(r.path(f))
 		if err != nil {
 			return a, usage(fmt.Errorf("--%s: %w", flagGitCAFile, err))
 		}
@@ -303,6 +302,7 @@ func (r *runner) configRepoOptions(c *cli.Context) (configrepo.Options, error) {
 		URL:         c.String(flagConfigRepo),
 		Branch:      c.String(flagBranch),
 		Auth:        auth,
+		TempDir:     r.getenv("TMPDIR"),
 		Logf:        r.rep.Logf,
 		MaxAttempts: c.Int(flagPushAttempts),
 		Timeout:     c.Duration(flagPushTimeout),
@@ -322,9 +322,8 @@ func (r *runner) registryClient(c *cli.Context) (*registry.Client, error) {
 		Getenv:   r.getenv,
 		Timeout:  c.Duration(flagRegTimeout),
 	}
-	r.redactor.Add(opts.Password, r.getenv("CI_REGISTRY_PASSWORD"), r.getenv("GITHUB_TOKEN"))
 	if f := c.String(flagRegCAFile); f != "" {
-		pem, err := os.ReadFile(f)
+		pem, err := os.ReadFile(r.path(f))
 		if err != nil {
 			return nil, usage(fmt.Errorf("--%s: %w", flagRegCAFile, err))
 		}
@@ -343,9 +342,11 @@ func (r *runner) registryClient(c *cli.Context) (*registry.Client, error) {
 // clusterOptions builds the cluster connection options of a command.
 func (r *runner) clusterOptions(c *cli.Context) cluster.Options {
 	o := cluster.Options{
-		Kubeconfig: c.String(flagKubeconfig),
+		Kubeconfig: r.path(c.String(flagKubeconfig)),
 		Context:    c.String(flagKubeContext),
 		Getenv:     r.getenv,
+		// The API server's warnings: deprecated APIs, admission policies in Warn mode.
+		Warn: func(msg string) { r.rep.Warnf("the cluster warns: %s", msg) },
 	}
 	if d := c.String(flagKubeconfigDat); d != "" {
 		o.KubeconfigData = []byte(d) // its credentials are registered as secrets by registerSecrets

@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 
 	"github.com/deliverhq/deliver/step/ci"
@@ -17,110 +16,18 @@ import (
 	"github.com/deliverhq/deliver/step/release"
 )
 
-// entry is a release record with the commit that holds it.
-type entry struct {
-	release.Record
-	Commit string    `json:"commit"`
-	Time   time.Time `json:"time"`
-	Author string    `json:"author"`
-}
-
-// maxHistoryDepth bounds how far back history and rollback read.
-const maxHistoryDepth = 10000
-
-// readHistory returns env's records, newest first, reading the config repo's first-parent
-// history from HEAD and deepening the shallow clone only as far as needed: it stops as soon as
-// enough reports true, or the history (or maxHistoryDepth) ends.
-func readHistory(ctx context.Context, repo *configrepo.Repo, envName string, enough func([]entry) bool) ([]entry, error) {
-	depth := 1
-	for {
-		entries, n, err := walkRecords(repo, envName)
-		if err != nil {
-			return nil, err
-		}
-		if enough(entries) || n < depth || depth >= maxHistoryDepth {
-			return entries, nil
-		}
-		next := depth * 8
-		if depth == 1 {
-			next = 32
-		}
-		if next > maxHistoryDepth {
-			next = maxHistoryDepth
-		}
-		got, err := repo.Deepen(ctx, next)
-		if err != nil {
-			return nil, err
-		}
-		if got <= n {
-			return entries, nil // nothing more on the server
-		}
-		depth = next
-	}
-}
-
-// walkRecords parses the records in the commits the clone holds; n counts those commits.
-func walkRecords(repo *configrepo.Repo, envName string) ([]entry, int, error) {
-	head, err := repo.Head()
-	if err != nil {
-		return nil, 0, err
-	}
-	var out []entry
-	n := 0
-	c, err := repo.Git().CommitObject(head)
-	for err == nil {
-		n++
-		if e, ok := parseEntry(c); ok && (envName == "" || e.Environment == envName) {
+// readHistory returns env's deliver changes (all environments when env is ""), newest first,
+// reading the config repo's history only as far back as enough needs: it stops once enough
+// reports true for the entries read so far.
+func readHistory(ctx context.Context, repo *configrepo.Repo, envName string, enough func([]release.Entry) bool) ([]release.Entry, error) {
+	var out []release.Entry
+	err := repo.History(ctx, func(c configrepo.Commit) bool {
+		if e, ok := release.FromCommit(c.Hash, c.Message, c.Author, c.When); ok && (envName == "" || e.Environment == envName) {
 			out = append(out, e)
 		}
-		if c.NumParents() == 0 {
-			break
-		}
-		c, err = c.Parent(0)
-	}
-	return out, n, nil
-}
-
-func parseEntry(c *object.Commit) (entry, bool) {
-	rec, err := release.Parse(c.Message)
-	if err != nil {
-		return entry{}, false
-	}
-	return entry{Record: rec, Commit: c.Hash.String(), Time: c.Committer.When, Author: c.Author.Name}, true
-}
-
-// previousRelease finds the release of image before current in env's history: the newest
-// image deployed or promoted there that is neither current nor one a rollback or revert moved
-// away from. An empty result means there is none.
-func previousRelease(entries []entry, image, current string) string {
-	rolledBack := map[string]bool{}
-	for _, e := range entries {
-		if e.Action == release.ActionRollback || e.Action == release.ActionRevert {
-			for _, ch := range e.Images {
-				if ch.Name == image && ch.From != "" {
-					rolledBack[ch.From] = true
-				}
-			}
-		}
-	}
-	for _, e := range entries {
-		if e.Action != release.ActionDeploy && e.Action != release.ActionPromote && e.Action != "" {
-			continue
-		}
-		for _, ch := range e.Images {
-			if ch.Name != image || ch.To == current || rolledBack[ch.To] {
-				continue
-			}
-			return ch.To
-		}
-		// The From of a deploy is a release too (the first deploy's From predates deliver).
-		for _, ch := range e.Images {
-			if ch.Name == image && ch.From != "" && ch.From != current && !rolledBack[ch.From] {
-				return ch.From
-			}
-		}
-	}
-	return ""
+		return !enough(out)
+	})
+	return out, err
 }
 
 func (r *runner) historyCommand() *cli.Command {
@@ -157,7 +64,7 @@ func (r *runner) history(ctx context.Context, c *cli.Context) (ci.Outcome, error
 		return out, err
 	}
 	defer repo.Close()
-	match := func(e entry) bool {
+	match := func(e release.Entry) bool {
 		if image == "" {
 			return true
 		}
@@ -168,7 +75,7 @@ func (r *runner) history(ctx context.Context, c *cli.Context) (ci.Outcome, error
 		}
 		return false
 	}
-	entries, err := readHistory(ctx, repo, envName, func(es []entry) bool {
+	entries, err := readHistory(ctx, repo, envName, func(es []release.Entry) bool {
 		n := 0
 		for _, e := range es {
 			if match(e) {
@@ -180,7 +87,7 @@ func (r *runner) history(ctx context.Context, c *cli.Context) (ci.Outcome, error
 	if err != nil {
 		return out, err
 	}
-	var shown []entry
+	var shown []release.Entry
 	for _, e := range entries {
 		if match(e) && len(shown) < limit {
 			shown = append(shown, e)
@@ -188,7 +95,7 @@ func (r *runner) history(ctx context.Context, c *cli.Context) (ci.Outcome, error
 	}
 	if c.Bool("json") {
 		if shown == nil {
-			shown = []entry{}
+			shown = []release.Entry{}
 		}
 		enc := json.NewEncoder(r.stdout)
 		enc.SetIndent("", "  ")

@@ -55,7 +55,7 @@ func (r *runner) wrap(cmd func(context.Context, *cli.Context) (ci.Outcome, error
 		}
 		ferr := r.rep.Finish(out)
 		if path := c.String(flagReport); path != "" {
-			ferr = errors.Join(ferr, ci.WriteReport(path, out))
+			ferr = errors.Join(ferr, ci.WriteReport(r.path(path), out))
 		}
 		if ferr != nil {
 			if err == nil {

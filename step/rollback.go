@@ -96,12 +96,12 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	} else {
 		currentRef := kustomize.FormatImage(*cur)
 		end := r.rep.Phase("history", fmt.Sprintf("finding the release of %s before %s in %s", name, release.ShortRef(currentRef), envName))
-		entries, err := readHistory(ctx, repo, envName, func(es []entry) bool { return previousRelease(es, name, currentRef) != "" })
+		entries, err := readHistory(ctx, repo, envName, func(es []release.Entry) bool { return release.Previous(es, name, currentRef) != "" })
 		if err != nil {
 			end(err)
 			return out, err
 		}
-		prev := previousRelease(entries, name, currentRef)
+		prev := release.Previous(entries, name, currentRef)
 		if prev == "" {
 			err := usage(fmt.Errorf("environment %s: no earlier release of %s in the config repo's history (%d deliver change(s) read); give --tag", envName, name, len(entries)))
 			end(err)

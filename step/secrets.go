@@ -26,7 +26,7 @@ func (r *runner) registerSecrets(c *cli.Context) {
 	}
 	for _, name := range []string{flagSSHKeyFile, flagSigningFile} {
 		if isSet(c, name) {
-			if key, err := os.ReadFile(c.String(name)); err == nil {
+			if key, err := os.ReadFile(r.path(c.String(name))); err == nil {
 				r.redactor.Add(string(key))
 			}
 		}
@@ -49,7 +49,7 @@ func (r *runner) registerSecrets(c *cli.Context) {
 		if cfg, err = clientcmd.Load([]byte(c.String(flagKubeconfigDat))); err != nil {
 			r.redactor.Add(c.String(flagKubeconfigDat)) // unparseable: mask it whole
 		}
-	} else if path := firstNonEmpty(stringFlag(c, flagKubeconfig), r.getenv("KUBECONFIG")); path != "" {
+	} else if path := firstNonEmpty(r.path(stringFlag(c, flagKubeconfig)), r.getenv("KUBECONFIG")); path != "" {
 		cfg, _ = clientcmd.LoadFromFile(path)
 	}
 	if cfg != nil {

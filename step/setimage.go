@@ -39,7 +39,7 @@ func (r *runner) setImage(_ context.Context, c *cli.Context) (ci.Outcome, error)
 		}
 		images = append(images, img)
 	}
-	dir := c.String("dir")
+	dir := r.path(c.String("dir"))
 	changed, err := kustomize.SetImages(dir, images)
 	if err != nil {
 		return out, err

@@ -223,8 +223,9 @@ var actionCommands = []string{"deploy", "rollback", "promote", "apply", "diff", 
 // required keys; underscore input names (hyphenated ones never reach a shell and are easy to
 // misspell in env mappings); every input mapped through runs.env to a DELIVER_* variable that
 // one of the commands reads, with a default equal to the CLI's default — an input left out
-// still arrives, as its default, and an empty DELIVER_WAIT or DELIVER_BRANCH would override
-// the CLI's own default — and the declared outputs equal to the ones deliver writes.
+// still arrives, as its default, and any default but the CLI's (or empty, which deliver reads
+// as unset) would override the CLI's own — and the declared outputs equal to the ones deliver
+// writes.
 func TestActionMetadata(t *testing.T) {
 	t.Parallel()
 	a := loadAction(t)

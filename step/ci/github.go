@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sethvargo/go-githubactions"
@@ -20,18 +19,16 @@ import (
 // It never panics: a log line that cannot be written is lost, as with the other reporters, and
 // a file that cannot be written is Finish's error.
 type GitHub struct {
-	w       io.Writer
-	getenv  func(string) string
-	mu      sync.Mutex
-	timings []PhaseTiming
-	now     func() time.Time
+	phases
+	w      io.Writer
+	getenv func(string) string
 }
 
 // NewGitHub returns a GitHub reporter writing workflow commands and logs to w (deliver's
 // redacted stderr; the runner reads commands from both streams). raw is the unredacted stream
 // the masks go to: an ::add-mask:: line must carry the value it masks, and the runner hides it.
 func NewGitHub(w, raw io.Writer, getenv func(string) string, secrets []string) *GitHub {
-	g := &GitHub{w: w, getenv: getenv, now: time.Now}
+	g := &GitHub{w: w, getenv: getenv, phases: phases{now: time.Now}}
 	for _, s := range secrets {
 		command(raw, "add-mask", nil, s)
 	}
@@ -47,13 +44,10 @@ func command(w io.Writer, name string, props githubactions.CommandProperties, ms
 
 // Phase implements Reporter with a log group.
 func (g *GitHub) Phase(name, title string) func(error) {
-	start := g.now()
+	_, end := g.start(name)
 	command(g.w, "group", nil, name+": "+title)
 	return func(err error) {
-		d := g.now().Sub(start)
-		g.mu.Lock()
-		g.timings = append(g.timings, PhaseTiming{Name: name, Duration: d, Failed: err != nil})
-		g.mu.Unlock()
+		d, _ := end(err)
 		status := "done"
 		if err != nil {
 			status = "failed"
@@ -71,13 +65,6 @@ func (g *GitHub) Logf(format string, args ...any) {
 // Warnf implements Reporter with a warning annotation.
 func (g *GitHub) Warnf(format string, args ...any) {
 	command(g.w, "warning", nil, fmt.Sprintf(format, args...))
-}
-
-// Timings implements Reporter.
-func (g *GitHub) Timings() []PhaseTiming {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]PhaseTiming(nil), g.timings...)
 }
 
 // FileLiner is implemented by errors that point at a line of a file (YAML errors).

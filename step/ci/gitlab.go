@@ -19,13 +19,12 @@ import (
 // masks only some variables, so everything written here has already passed deliver's own
 // redaction.
 type GitLab struct {
-	w       io.Writer
-	dotenv  Dotenv
-	redact  func(string) string
-	mu      sync.Mutex
-	timings []PhaseTiming
-	now     func() time.Time
-	seq     int
+	phases
+	w      io.Writer
+	dotenv Dotenv
+	redact func(string) string
+	seqMu  sync.Mutex
+	seq    int
 }
 
 // Dotenv says where and how the GitLab reporter writes its dotenv report.
@@ -44,7 +43,7 @@ type Dotenv struct {
 // NewGitLab returns a GitLab reporter writing to w and the dotenv report as d says. redact is
 // applied to every dotenv value.
 func NewGitLab(w io.Writer, d Dotenv, redact func(string) string) *GitLab {
-	return &GitLab{w: w, dotenv: d, redact: redact, now: time.Now}
+	return &GitLab{w: w, dotenv: d, redact: redact, phases: phases{now: time.Now}}
 }
 
 // DotenvPrefix is the default prefix of a job's own dotenv keys: DELIVER_<ENVIRONMENT>_, or
@@ -66,24 +65,20 @@ func DotenvPrefix(environment string) string {
 
 // Phase implements Reporter with a section.
 func (g *GitLab) Phase(name, title string) func(error) {
-	start := g.now()
-	g.mu.Lock()
+	start, end := g.start(name)
+	g.seqMu.Lock()
 	g.seq++
 	id := fmt.Sprintf("deliver_%s_%d", name, g.seq)
-	g.mu.Unlock()
+	g.seqMu.Unlock()
 	fmt.Fprintf(g.w, "\x1b[0Ksection_start:%d:%s\r\x1b[0K\x1b[36;1m%s\x1b[0m: %s\n", start.Unix(), id, name, title)
 	return func(err error) {
-		end := g.now()
-		d := end.Sub(start)
-		g.mu.Lock()
-		g.timings = append(g.timings, PhaseTiming{Name: name, Duration: d, Failed: err != nil})
-		g.mu.Unlock()
+		d, endTime := end(err)
 		status := "done"
 		if err != nil {
 			status = "failed"
 		}
 		fmt.Fprintf(g.w, "%s %s in %s\n", name, status, round(d))
-		fmt.Fprintf(g.w, "\x1b[0Ksection_end:%d:%s\r\x1b[0K\n", end.Unix(), id)
+		fmt.Fprintf(g.w, "\x1b[0Ksection_end:%d:%s\r\x1b[0K\n", endTime.Unix(), id)
 	}
 }
 
@@ -95,13 +90,6 @@ func (g *GitLab) Logf(format string, args ...any) {
 // Warnf implements Reporter in yellow.
 func (g *GitLab) Warnf(format string, args ...any) {
 	fmt.Fprintf(g.w, "\x1b[33;1mwarning: %s\x1b[0m\n", strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
-}
-
-// Timings implements Reporter.
-func (g *GitLab) Timings() []PhaseTiming {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]PhaseTiming(nil), g.timings...)
 }
 
 // Finish implements Reporter: a line linking the config repo's file the error is about, and

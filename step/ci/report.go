@@ -101,24 +101,20 @@ type Reporter interface {
 // Plain reports to a terminal or a plain log: one line per phase start and end with its
 // duration, and indented progress lines.
 type Plain struct {
-	w       io.Writer
-	mu      sync.Mutex
-	timings []PhaseTiming
-	now     func() time.Time
+	phases
+	w  io.Writer
+	mu sync.Mutex
 }
 
 // NewPlain returns a Plain reporter writing to w (stderr).
-func NewPlain(w io.Writer) *Plain { return &Plain{w: w, now: time.Now} }
+func NewPlain(w io.Writer) *Plain { return &Plain{w: w, phases: phases{now: time.Now}} }
 
 // Phase implements Reporter.
 func (p *Plain) Phase(name, title string) func(error) {
-	start := p.now()
+	_, end := p.start(name)
 	p.printf("==> %s: %s\n", name, title)
 	return func(err error) {
-		d := p.now().Sub(start)
-		p.mu.Lock()
-		p.timings = append(p.timings, PhaseTiming{Name: name, Duration: d, Failed: err != nil})
-		p.mu.Unlock()
+		d, _ := end(err)
 		if err != nil {
 			p.printf("    %s failed after %s\n", name, round(d))
 			return
@@ -146,11 +142,33 @@ func (p *Plain) Finish(o Outcome) error {
 	return nil
 }
 
+// phases records the phases a reporter ran and how long each took; reporters embed it for
+// their Timings.
+type phases struct {
+	mu      sync.Mutex
+	timings []PhaseTiming
+	now     func() time.Time
+}
+
+// start starts timing a phase and returns its start time; the function it returns records the
+// phase's end and returns its duration and end time.
+func (ps *phases) start(name string) (time.Time, func(error) (time.Duration, time.Time)) {
+	start := ps.now()
+	return start, func(err error) (time.Duration, time.Time) {
+		end := ps.now()
+		d := end.Sub(start)
+		ps.mu.Lock()
+		ps.timings = append(ps.timings, PhaseTiming{Name: name, Duration: d, Failed: err != nil})
+		ps.mu.Unlock()
+		return d, end
+	}
+}
+
 // Timings implements Reporter.
-func (p *Plain) Timings() []PhaseTiming {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]PhaseTiming(nil), p.timings...)
+func (ps *phases) Timings() []PhaseTiming {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return append([]PhaseTiming(nil), ps.timings...)
 }
 
 func (p *Plain) printf(format string, args ...any) {

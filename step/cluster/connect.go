@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -42,7 +44,7 @@ type Options struct {
 	Context string
 	// Getenv reads KUBECONFIG, HOME and the in-cluster variables
 	// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT; nil means
-	// os.Getenv.
+	// os.Getenv. Nothing else reads the process's environment.
 	Getenv func(string) string
 	// Warn receives the API server's warnings (deprecated APIs, for
 	// example); nil drops them.
@@ -169,7 +171,7 @@ func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string,
 		v := getenv(clientcmd.RecommendedConfigPathEnvVar)
 		return fromFiles(&clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(v)}, opts.Context, "$KUBECONFIG ("+v+")")
 	case opts.Context == "" && getenv("KUBERNETES_SERVICE_HOST") != "" && getenv("KUBERNETES_SERVICE_PORT") != "":
-		cfg, err := rest.InClusterConfig()
+		cfg, err := inClusterConfig(getenv)
 		if err != nil {
 			return nil, "", fmt.Errorf("loading in-cluster configuration: %w: %w", ErrInvalid, err)
 		}
@@ -177,17 +179,38 @@ func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string,
 	}
 	home := getenv("HOME")
 	if home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and no home directory: %w", ErrInvalid, err)
-		}
-		home = h
+		return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and no home directory ($HOME)", ErrInvalid)
 	}
 	path := filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)
 	if _, err := os.Stat(path); err != nil {
 		return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and %s: %w", ErrInvalid, path, err)
 	}
 	return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: path}, opts.Context, "kubeconfig "+path)
+}
+
+// The service account files of a pod, where rest.InClusterConfig reads them.
+const (
+	inClusterTokenFile  = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	inClusterRootCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+)
+
+// inClusterConfig is rest.InClusterConfig with the API server's address read through getenv
+// (rest.InClusterConfig reads the process's environment).
+func inClusterConfig(getenv func(string) string) (*rest.Config, error) {
+	host, port := getenv("KUBERNETES_SERVICE_HOST"), getenv("KUBERNETES_SERVICE_PORT")
+	token, err := os.ReadFile(inClusterTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &rest.Config{
+		Host:            "https://" + net.JoinHostPort(host, port),
+		BearerToken:     string(token),
+		BearerTokenFile: inClusterTokenFile,
+	}
+	if _, err := os.Stat(inClusterRootCAFile); err == nil {
+		cfg.TLSClientConfig.CAFile = inClusterRootCAFile // without it, the system's roots, as client-go does
+	}
+	return cfg, nil
 }
 
 // safeDetail returns ": " and the message of a kubeconfig decoding error if
@@ -239,22 +262,34 @@ func fromRaw(raw *clientcmdapi.Config, context, source string) (*rest.Config, st
 	return cfg, fmt.Sprintf("context %q of %s", name, source), nil
 }
 
-// warningHandler passes API warnings to warn, or drops them.
+// warningHandler passes API warnings to warn, each distinct text once, or drops them.
 func warningHandler(warn func(string)) rest.WarningHandler {
 	if warn == nil {
 		return rest.NoWarnings{}
 	}
-	return warnFunc(warn)
+	return &warnOnce{warn: warn, seen: map[string]bool{}}
 }
 
-// warnFunc is a rest.WarningHandler calling a function.
-type warnFunc func(string)
+// warnOnce is a rest.WarningHandler calling warn once per distinct warning: the API server
+// repeats a deprecation warning on every request to the deprecated API.
+type warnOnce struct {
+	warn func(string)
+	mu   sync.Mutex
+	seen map[string]bool
+}
 
 // HandleWarningHeader implements rest.WarningHandler; it passes on warnings
 // with code 299 (the only code the API server sends).
-func (f warnFunc) HandleWarningHeader(code int, _ string, text string) {
-	if code == 299 && text != "" {
-		f(text)
+func (w *warnOnce) HandleWarningHeader(code int, _ string, text string) {
+	if code != 299 || text == "" {
+		return
+	}
+	w.mu.Lock()
+	first := !w.seen[text]
+	w.seen[text] = true
+	w.mu.Unlock()
+	if first {
+		w.warn(text)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -32,6 +34,9 @@ type Auth struct {
 	CABundle []byte
 	// InsecureSkipTLS turns off TLS verification (never the default).
 	InsecureSkipTLS bool
+	// Getenv reads SSH_KNOWN_HOSTS and HOME, for the default known_hosts files; nil means
+	// os.Getenv.
+	Getenv func(string) string
 }
 
 // method returns the go-git auth method for rawURL.
@@ -76,7 +81,7 @@ func (a Auth) method(rawURL string) (transport.AuthMethod, error) {
 			}
 			keys.HostKeyCallback = cb
 		default:
-			cb, err := gitssh.NewKnownHostsCallback()
+			cb, err := gitssh.NewKnownHostsCallback(a.defaultKnownHosts()...)
 			if err != nil {
 				return nil, fmt.Errorf("config repo: no known_hosts to check the server against (give --ssh-known-hosts or --ssh-host-key): %w", err)
 			}
@@ -87,6 +92,24 @@ func (a Auth) method(rawURL string) (transport.AuthMethod, error) {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("config repo URL: unsupported protocol %q", ep.Protocol)
+}
+
+// defaultKnownHosts lists the known_hosts files ssh reads when none is given, as go-git does:
+// those SSH_KNOWN_HOSTS lists, else ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts (go-git
+// would read the process's environment for them; missing files are skipped).
+func (a Auth) defaultKnownHosts() []string {
+	getenv := a.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if v := getenv("SSH_KNOWN_HOSTS"); v != "" {
+		return filepath.SplitList(v)
+	}
+	files := []string{"/etc/ssh/ssh_known_hosts"}
+	if home := getenv("HOME"); home != "" {
+		files = append([]string{filepath.Join(home, ".ssh", "known_hosts")}, files...)
+	}
+	return files
 }
 
 // moveURLCredentials strips user:password@ from an http(s) URL into auth (when auth has none)

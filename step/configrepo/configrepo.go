@@ -131,6 +131,8 @@ type Repo struct {
 	wt     *worktree
 	// fetched is the branch's tip as last fetched: what the server is known to have.
 	fetched plumbing.Hash
+	// deepened is the branch's tip as the last Deepen fetched it, with its history.
+	deepened plumbing.Hash
 	// touched are the paths the last edit changed, written again by the next checkout.
 	touched []string
 	// queueOff: the server cannot hold the queue (group commit); lost races are retried.
@@ -309,10 +311,6 @@ func (r *Repo) Head() (plumbing.Hash, error) {
 	}
 	return ref.Hash(), nil
 }
-
-// Git gives read access to the clone (history, objects) for callers that read the record.
-// Blobs larger than Options.MaxFileSize are not in it.
-func (r *Repo) Git() *git.Repository { return r.repo }
 
 // Close removes the clone.
 func (r *Repo) Close() error { return os.RemoveAll(r.dir) }
@@ -698,7 +696,7 @@ func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
 		return 0, classify(fmt.Sprintf("fetching %d commits of %s (branch %s)", depth, r.url, r.opts.Branch), err)
 	}
 	// The files stay at HEAD: a tip that moved meanwhile is picked up by the next Update.
-	r.fetched = fetched
+	r.deepened, r.fetched = r.fetched, fetched
 	n := 0
 	c, err := r.repo.CommitObject(head)
 	for err == nil {

@@ -899,8 +899,6 @@ func (r *Repo) landed(p *pending, b *landing) (Result, bool, error) {
 	return Result{Changed: true, Commit: b.own.commit, Parent: b.own.parent, Attempts: p.attempts, Queued: true, Landed: b.count.landed + 1}, true, nil
 }
 
-func short(h plumbing.Hash) string { return h.String()[:12] }
-
 // poll reads the server's refs; when they show this run's change decided, it fetches the
 // outcome in the same session (see fetchOutcome).
 func (r *Repo) poll(ctx context.Context, p *pending) (map[string]plumbing.Hash, error) {

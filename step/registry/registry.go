@@ -42,7 +42,9 @@ type Options struct {
 	CAs *x509.CertPool
 	// Transport overrides the base HTTP transport (tests); CAs is ignored when it is set.
 	Transport http.RoundTripper
-	// Getenv reads the CI environment for credentials (os.Getenv in production).
+	// Getenv reads the environment for credentials (os.Getenv in production): the CI's
+	// variables, and where the docker config is (DOCKER_CONFIG, HOME; see dockerKeychain).
+	// Nil reads nothing: no CI credentials, no docker config.
 	Getenv func(string) string
 	// Timeout bounds one resolution, including go-containerregistry's own retries. Default 60s.
 	Timeout time.Duration
@@ -68,7 +70,7 @@ func New(opts Options) *Client {
 	for _, h := range opts.Insecure {
 		c.insecure[h] = true
 	}
-	c.keychain = authn.NewMultiKeychain(explicitKeychain{opts.Username, opts.Password}, ciKeychain{opts.Getenv}, authn.DefaultKeychain)
+	c.keychain = authn.NewMultiKeychain(explicitKeychain{opts.Username, opts.Password}, ciKeychain{opts.Getenv}, dockerKeychain{opts.Getenv})
 	c.base = opts.Transport
 	if c.base == nil {
 		t := remote.DefaultTransport.(*http.Transport).Clone()
