@@ -260,14 +260,22 @@ func (e *Env) deliver(ctx context.Context, g gate, t Target, d Deploy, extra ...
 	}
 	args = append(args, extra...)
 	var env []string
+	var logFile string
 	if e.ProfileDir != "" {
 		e.mu.Lock()
 		e.seq++
 		n := e.seq
 		e.mu.Unlock()
-		env = append(env, fmt.Sprintf("DELIVER_BENCH_CPUPROFILE=%s/deliver-%s-%04d.pprof", e.ProfileDir, t.Repo, n))
+		base := fmt.Sprintf("%s/deliver-%s-%04d", e.ProfileDir, t.Repo, n)
+		env = append(env, "DELIVER_BENCH_CPUPROFILE="+base+".pprof")
+		logFile = base + ".log"
 	}
-	return e.run(ctx, g, env, e.Tools.Deliver, args...)
+	r, err := e.run(ctx, g, env, e.Tools.Deliver, args...)
+	if logFile != "" {
+		// Beside its profile, what the run said (which phase, lost races, the queue).
+		_ = os.WriteFile(logFile, []byte(r.Stderr), 0o644)
+	}
+	return r, err
 }
 
 // script runs the baseline script for one image.

@@ -44,7 +44,7 @@ func main() {
 	flag.BoolVar(&o.smoke, "smoke", false, "tiny sizes: seconds, for checking the harness")
 	flag.StringVar(&o.set, "set", "", "override sizes, e.g. P3Commits=1000,P3Runs=1,P2N=1+8 (field names of Sizes; lists joined with +)")
 	flag.StringVar(&o.write, "write", "", "also write the report into this Markdown file (e.g. BENCHMARKS.md), replacing the run's section")
-	flag.StringVar(&o.profile, "profile", "", "build deliver with profiling (bench/profdeliver) and write a CPU profile of every deliver run into this directory")
+	flag.StringVar(&o.profile, "profile", "", "build deliver with profiling (bench/profdeliver) and write a CPU profile and the stderr of every deliver run into this directory")
 	flag.Float64Var(&o.quiet, "quiet", 0.3, "before each scenario, wait until the CPUs are less than this busy (0: do not wait)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 5*time.Minute, "the longest wait for a quiet machine before each scenario")
 	flag.StringVar(&o.imageDir, "image-dir", "bin/image", "OCI layout of the container image (from `make image`) to measure")

@@ -163,6 +163,10 @@ func (e *Env) createRepo(name string, f Fixture) (Target, error) {
 	if err != nil {
 		return Target{}, err
 	}
+	// A reflog of every ref update, so that P2 can count the pushes that moved the branch.
+	if out, err := exec.Command("git", "--git-dir="+e.Git.BareDir(name), "config", "core.logAllRefUpdates", "always").CombinedOutput(); err != nil {
+		return Target{}, fmt.Errorf("turning on the reflog of %s: %w: %s", name, err, out)
+	}
 	return Target{Repo: name, URL: url, Env: f.Env, NS: f.NS}, nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ type Sizes struct {
 // DefaultSizes are the sizes of issue 7.
 var DefaultSizes = Sizes{
 	P1Services: 20, P1Runs: 9,
-	P2N: []int{1, 8, 32}, P2Trials: 3, P2Services: 32, P2HandWrittenN: 8,
+	P2N: []int{1, 8, 32, 64}, P2Trials: 3, P2Services: 32, P2HandWrittenN: 8,
 	P3Commits: 10000, P3Services: 500, P3SmallCommits: 10, P3Runs: 5,
 	P4Objects: 1000, P4Runs: 3,
 	P5Runs:  50,
@@ -234,7 +235,10 @@ type P2Row struct {
 	Failed      int // runs that exited non-zero
 	Lost        int // runs that exited 0 but whose update is not in the final overlay
 	Retries     int // lost push attempts, summed
-	Walls       []time.Duration
+	// Pushes counts the pushes that moved the branch, summed (with group commit, one push
+	// lands several changes).
+	Pushes int
+	Walls  []time.Duration
 	// ClientCPU is the CPU time of the N deploy processes, ServerCPU that of the git server's
 	// `git http-backend` processes, per trial (medians).
 	ClientCPU, ServerCPU []time.Duration
@@ -299,11 +303,12 @@ func (e *Env) contention(ctx context.Context, im *images, f Fixture, tool string
 		row.Failed += tr.failed
 		row.Lost += tr.lost
 		row.Retries += tr.retries
+		row.Pushes += tr.pushes
 		row.Walls = append(row.Walls, tr.wall)
 		row.ClientCPU = append(row.ClientCPU, tr.clientCPU)
 		row.ServerCPU = append(row.ServerCPU, tr.serverCPU)
-		e.Log("P2 %s N=%d trial %d: %d landed, %d failed, %d lost, %d lost races, wall %s, CPU: clients %s, git server %s",
-			tool, n, trial, tr.landed, tr.failed, tr.lost, tr.retries, ms(tr.wall), ms(tr.clientCPU), ms(tr.serverCPU))
+		e.Log("P2 %s N=%d trial %d: %d landed, %d failed, %d lost, %d lost races, %d pushes moved the branch, wall %s, CPU: clients %s, git server %s",
+			tool, n, trial, tr.landed, tr.failed, tr.lost, tr.retries, tr.pushes, ms(tr.wall), ms(tr.clientCPU), ms(tr.serverCPU))
 	}
 	return row, nil
 }
@@ -312,6 +317,7 @@ type trialResult struct {
 	target                        Target
 	runs                          []Run
 	landed, failed, lost, retries int
+	pushes                        int // pushes that moved the branch
 	wall, clientCPU, serverCPU    time.Duration
 	deploys                       []Deploy
 	digests                       []string
@@ -400,7 +406,31 @@ func (e *Env) contentionTrial(ctx context.Context, im *images, f Fixture, tool s
 		tr.clientCPU += r.CPU
 	}
 	tr.serverCPU = children - tr.clientCPU // the git server's http-backend (the rss helpers' own share is small)
+	if tr.pushes, err = e.branchPushes(t); err != nil {
+		return tr, err
+	}
 	return tr, nil
+}
+
+// branchPushes counts the pushes that moved the main branch of t's repo, from its reflog
+// (createRepo turns it on for every update).
+func (e *Env) branchPushes(t Target) (int, error) {
+	data, err := os.ReadFile(filepath.Join(e.Git.BareDir(t.Repo), "logs", "refs", "heads", "main"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the reflog of %s: %w", t.Repo, err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		// Each line is one update, old and new value first; the branch's creation (the seed
+		// commit) has no old value and is not a push.
+		if line != "" && !strings.HasPrefix(line, strings.Repeat("0", 40)+" ") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func lastLine(s string) string {

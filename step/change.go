@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/types"
 
@@ -71,6 +74,7 @@ func (r *runner) bindChange(ctx context.Context, c *cli.Context, envName string)
 	if d.ap, err = r.maybeApplier(ctx, c, envName); err != nil {
 		return d, err
 	}
+	d.repoOpts.Replay = r.replayer(d.reg, d.ap)
 	return d, nil
 }
 
@@ -114,46 +118,47 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	// it, as it bounds the apply (the run's context, not the push's).
 	preflight, runCtx := ap != nil, ctx
 	edit := func(ctx context.Context, dir string) (string, []string, error) {
-		forced, err := r.checkPolicy(ctx, dir, req, guard)
-		if err != nil {
-			return "", nil, err
-		}
+		var before func(dir string) error
 		if mode == policy.ViaPullRequest {
-			if prop.path, prop.before, err = readOverlayFile(dir, req.overlay); err != nil {
-				return "", nil, err
+			before = func(dir string) (err error) {
+				prop.path, prop.before, err = readOverlayFile(dir, req.overlay)
+				return err
 			}
-			prop.forced = forced
 		}
-		er, err := setOverlayImages(dir, req.overlay, req.images)
-		if err != nil || len(er.changes) == 0 {
-			landed = er
-			return "", nil, err
-		}
+		er, forced, msg, paths, err := r.editChange(ctx, dir, req, base, guard, false, before)
+		prop.forced = forced
 		landed = er
+		if err != nil || len(paths) == 0 {
+			return "", paths, err
+		}
 		if preflight {
 			preflight = false
 			if err := ap.preflight(runCtx, dir, req.overlay, er.rendered); err != nil {
-				return "", nil, err
+				return "", paths, err
 			}
-		}
-		rec := base
-		rec.Images = er.changes
-		rec.Forced = forced
-		for _, ch := range er.changes {
-			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
 		}
 		if mode == policy.ViaPullRequest {
 			if _, prop.after, err = readOverlayFile(dir, req.overlay); err != nil {
-				return "", nil, err
+				return "", paths, err
 			}
 		}
-		return rec.Message(), []string{er.path}, nil
+		return msg, paths, nil
 	}
 	if mode == policy.ViaPullRequest {
 		return r.proposeChange(ctx, c, repo, ap, req, out, edit, &landed, &prop)
 	}
-	res, err := r.push(ctx, repo, c, edit)
+	res, err := r.pushChange(ctx, repo, c, configrepo.Change{Edit: edit, Request: changeRequestTrailers(req)})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
+	if err == nil && res.LandedBy != "" {
+		// Another run landed this change: what this run's edit made is what it makes on the
+		// landed commit's parent. With an apply to come, make it there again (the apply and a
+		// revert need it) and move on to the landed commit; without, its record says enough.
+		if ap != nil {
+			landed, err = r.editOnParent(repo, req, res)
+		} else {
+			landed, err = editFromRecord(repo, res.Commit)
+		}
+	}
 	out.Previous = previousImages(landed)
 	if err != nil {
 		return out, protectedHint(err, req.envName)
@@ -268,8 +273,95 @@ func revertSummary(restore []types.Image, remove []string) string {
 	return strings.Join(parts, " and ")
 }
 
+// editChange makes one attempt of a change in the work tree at dir, on the tip it builds on:
+// the environment's policy, the edit of the overlay and its render check. It returns what the
+// edit did, whether a lock was overridden, the commit message and the paths it changed (none:
+// nothing to change; on an error, the paths the edit may have written). before, if set, runs
+// between the policy check and the edit. quiet leaves out the per-image lines (a run landing
+// another run's change logs one line for it).
+func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, base release.Record, guard *policy.DowngradeGuard, quiet bool, before func(dir string) error) (er editResult, forced bool, msg string, paths []string, err error) {
+	if forced, err = r.checkPolicy(ctx, dir, req, guard); err != nil {
+		return editResult{}, false, "", nil, err
+	}
+	if before != nil {
+		if err := before(dir); err != nil {
+			return editResult{}, forced, "", nil, err
+		}
+	}
+	if er, err = setOverlayImages(dir, req.overlay, req.images); err != nil {
+		if er.path != "" {
+			paths = []string{er.path}
+		}
+		return er, forced, "", paths, err
+	}
+	if len(er.changes) == 0 {
+		return er, forced, "", nil, nil
+	}
+	rec := base
+	rec.Images = er.changes
+	rec.Forced = forced
+	if !quiet {
+		for _, ch := range er.changes {
+			r.rep.Logf("%s: %s -> %s", ch.Name, orNone(ch.From), ch.To)
+		}
+	}
+	return er, forced, rec.Message(), []string{er.path}, nil
+}
+
+// editOnParent makes this run's edit again on the parent of the commit another run landed it
+// as, and moves the clone to that commit: the edit's result (rendered overlay, previous images)
+// is then the one this run would have had, had it pushed alone.
+func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res configrepo.Result) (editResult, error) {
+	if err := repo.Checkout(res.Parent); err != nil {
+		return editResult{}, err
+	}
+	er, err := setOverlayImages(repo.Dir(), req.overlay, req.images)
+	if err != nil {
+		return editResult{}, fmt.Errorf("making the change again on %s, the commit it was landed on: %w", short(res.Parent.String()), err)
+	}
+	file := filepath.Join(repo.Dir(), filepath.FromSlash(er.path))
+	edited, err := os.ReadFile(file)
+	if err != nil {
+		return editResult{}, fmt.Errorf("reading %s: %w", er.path, err)
+	}
+	if err := repo.Checkout(res.Commit); err != nil {
+		return editResult{}, err
+	}
+	if got, err := os.ReadFile(file); err != nil || string(got) != string(edited) {
+		// The landed commit is what the branch holds: apply it as it is.
+		r.rep.Warnf("%s in the landed commit %s differs from this run's edit of its parent; applying the landed commit as it is", er.path, short(res.Commit.String()))
+		er.rendered = nil
+	}
+	return er, nil
+}
+
+// editFromRecord is what this run's edit did, as the record of the commit another run landed
+// it as says: the images it changed and what they were before.
+func editFromRecord(repo *configrepo.Repo, commit plumbing.Hash) (editResult, error) {
+	msg, err := repo.Message(commit)
+	if err != nil {
+		return editResult{}, fmt.Errorf("reading the landed commit: %w", err)
+	}
+	rec, err := release.Parse(msg)
+	if err != nil {
+		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
+	}
+	er := editResult{changes: rec.Images, previous: map[string]types.Image{}}
+	for _, ch := range rec.Images {
+		if ch.From == "" {
+			continue
+		}
+		img, err := kustomize.ParseImageArg(ch.Name + "=" + ch.From)
+		if err != nil {
+			img = types.Image{Name: ch.Name, NewName: ch.From} // formats back to From as it is
+		}
+		er.previous[ch.Name] = img
+	}
+	return er, nil
+}
+
 // checkPolicy enforces the environment's policy, read from the tip the attempt builds on. It
-// reports whether a lock was overridden.
+// reports whether a lock was overridden. A nil guard skips the downgrade guard.
 func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest, guard *policy.DowngradeGuard) (forced bool, err error) {
 	pol, err := policy.Load(dir)
 	if err != nil {
@@ -291,7 +383,7 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		r.rep.Warnf("overriding the lock: %s (--force)", l.Describe())
 		forced = true
 	}
-	if req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
+	if guard != nil && req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
 		if err := checkDowngrade(ctx, guard, overlayDir(dir, req.overlay), req.images); err != nil {
 			return false, err
 		}

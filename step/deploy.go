@@ -190,18 +190,31 @@ func (r *runner) clone(ctx context.Context, opts configrepo.Options) (*configrep
 
 // push runs the commit-and-push phase.
 func (r *runner) push(ctx context.Context, repo *configrepo.Repo, c *cli.Context, edit configrepo.Edit) (configrepo.Result, error) {
-	end := r.rep.Phase("push", "commit and push, re-applying the edit on the newest tip if another pipeline pushed first")
-	res, err := repo.Update(ctx, r.author(c), func(ctx context.Context, dir string) (string, []string, error) {
+	return r.pushChange(ctx, repo, c, configrepo.Change{Edit: edit})
+}
+
+// pushChange runs the commit-and-push phase of a change that may wait in the config repo's
+// queue when other pipelines push at the same time (group commit).
+func (r *runner) pushChange(ctx context.Context, repo *configrepo.Repo, c *cli.Context, change configrepo.Change) (configrepo.Result, error) {
+	end := r.rep.Phase("push", "commit and push; if other pipelines push at the same time, land the changes together")
+	edit := change.Edit
+	change.Edit = func(ctx context.Context, dir string) (string, []string, error) {
 		r.readCheckout(repo) // the tip this attempt edits: an error about a file links it there
 		return edit(ctx, dir)
-	})
+	}
+	res, err := repo.UpdateChange(ctx, r.author(c), change)
 	if err != nil {
 		end(err)
 		return res, err
 	}
-	if res.Changed {
+	switch {
+	case res.Changed && res.LandedBy != "":
+		r.rep.Logf("landed by %s as %s on %s (the change waited in the queue; %d push attempt(s) of this run)", res.LandedBy, short(res.Commit.String()), short(res.Parent.String()), res.Attempts)
+	case res.Changed && res.Landed > 1:
+		r.rep.Logf("pushed %s on %s after %d attempt(s), landing %d queued change(s) of other pipelines in the same push", short(res.Commit.String()), short(res.Parent.String()), res.Attempts, res.Landed-1)
+	case res.Changed:
 		r.rep.Logf("pushed %s on %s after %d attempt(s)", short(res.Commit.String()), short(res.Parent.String()), res.Attempts)
-	} else {
+	default:
 		r.rep.Logf("already up to date at %s: nothing to commit", short(res.Commit.String()))
 	}
 	end(nil)

@@ -87,87 +87,190 @@ func TestDeployNoApply(t *testing.T) {
 	}
 }
 
-// TestContention runs 16 deploys at once, as 16 pipelines would (separate processes), each
-// setting a different image in the same overlay: every update must land, the history must stay
-// linear and every commit must render.
+// TestContention runs deploys at once, as pipelines would (separate processes), each setting a
+// different image in the same overlay: every update must land exactly once (one commit each,
+// its change id once on the branch), the history must stay linear and every commit must
+// render. With group commit, the runs that lose the race land each other's changes: far
+// fewer pushes move the branch than there are changes. A server whose hook refuses refs
+// outside refs/heads makes every run fall back to retrying, which says so once, and everything
+// still lands.
 func TestContention(t *testing.T) {
 	t.Parallel()
-	const n = 16
+	bin := buildDeliver(t)
+	for _, tc := range []struct {
+		name        string
+		n, trials   int
+		refuseQueue bool
+	}{
+		{"group-commit", 32, 3, false},
+		{"queue-refused", 12, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for trial := 1; trial <= tc.trials; trial++ {
+				t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) { contentionTrial(t, bin, tc.n, tc.refuseQueue) })
+			}
+		})
+	}
+}
+
+func contentionTrial(t *testing.T, bin string, n int, refuseQueue bool) {
 	var services []string
 	for i := 0; i < n; i++ {
 		services = append(services, fmt.Sprintf("svc-%02d", i))
 	}
-	bin := buildDeliver(t)
-	for trial := 1; trial <= 3; trial++ {
-		t.Run(fmt.Sprintf("trial-%d", trial), func(t *testing.T) {
-			s := newServers(t, fixture.App{Services: services, WithServices: true, Envs: map[string]string{"staging": "stg"}})
-			digests := map[string]string{}
-			for _, svc := range services {
-				digests[svc] = s.PushImage(t, "team/"+svc, "1.0.0")
-			}
-			var wg sync.WaitGroup
-			results := make([]result, n)
-			for i, svc := range services {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					results[i] = runProcess(t, bin, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "50",
-						"--image", svc + "=" + s.Reg.Ref("team/"+svc, "1.0.0")}, s.GitArgs())...)
-				}()
-			}
-			wg.Wait()
-			retried := 0
-			for i, r := range results {
-				if r.code != 0 {
-					t.Errorf("deploy %d failed:\n%s", i, r)
-				}
-				if strings.Contains(r.stderr, "lost the race") {
-					retried++
-				}
-			}
-			t.Logf("%d of %d deploys lost at least one race and retried", retried, n)
-			if os.Getenv("DELIVER_DEBUG_CONTENTION") != "" {
-				worst := results[0]
-				for _, r := range results {
-					if strings.Count(r.stderr, "lost the race") > strings.Count(worst.stderr, "lost the race") {
-						worst = r
-					}
-				}
-				t.Logf("the deploy that retried most:\n%s", worst.stderr)
-			}
-
-			// All 16 entries present, each pinned to its digest.
-			dir := t.TempDir()
-			fixture.WriteFiles(t, dir, map[string]string{"kustomization.yaml": s.File(t, "overlays/staging/kustomization.yaml")})
-			_, images, err := kustomize.ReadImages(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := map[string]string{}
-			for _, img := range images {
-				got[img.Name] = img.Digest
-			}
-			for _, svc := range services {
-				if got[svc] != digests[svc] {
-					t.Errorf("%s: digest %q in the overlay, want %q (update lost)", svc, got[svc], digests[svc])
-				}
-			}
-			// Linear history: seed + 16 commits, each with one parent; every commit renders.
-			log, err := s.Git.Log(s.Name, "main")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(log) != n+1 {
-				t.Errorf("%d commits, want %d", len(log), n+1)
-			}
-			for _, c := range log {
-				if c.NumParents() > 1 {
-					t.Errorf("merge commit %s in a history that must be linear", c.Hash)
-				}
-				checkRenders(t, s.Git.BareDir(s.Name), c.Hash.String())
-			}
-		})
+	s := newServers(t, fixture.App{Services: services, WithServices: true, Envs: map[string]string{"staging": "stg"}})
+	if refuseQueue {
+		refuse := "#!/bin/sh\nwhile read old new ref; do case \"$ref\" in refs/heads/*) ;; *) echo \"only branches may be pushed here, not $ref\" >&2; exit 1;; esac; done\nexit 0\n"
+		if err := s.Git.SetHook(s.Name, "pre-receive", refuse); err != nil {
+			t.Fatal(err)
+		}
 	}
+	pushes := countBranchPushes(t, s)
+	digests := map[string]string{}
+	for _, svc := range services {
+		digests[svc] = s.PushImage(t, "team/"+svc, "1.0.0")
+	}
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i, svc := range services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = runProcess(t, bin, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--push-attempts", "100",
+				"--image", svc + "=" + s.Reg.Ref("team/"+svc, "1.0.0")}, s.GitArgs())...)
+		}()
+	}
+	wg.Wait()
+	lost, landedByOther, fellBack := 0, 0, 0
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("deploy %d failed:\n%s", i, r)
+		}
+		if strings.Contains(r.stderr, "lost the race") {
+			lost++
+		}
+		if strings.Contains(r.stderr, "landed by ") {
+			landedByOther++
+		}
+		switch c := strings.Count(r.stderr, "falling back"); {
+		case c > 1:
+			t.Errorf("deploy %d said %d times that it fell back:\n%s", i, c, r.stderr)
+		case c == 1:
+			fellBack++
+			if !strings.Contains(r.stderr, "only branches may be pushed here") {
+				t.Errorf("deploy %d fell back without quoting the server:\n%s", i, r.stderr)
+			}
+		}
+	}
+	p := pushes()
+	t.Logf("%d deploys: %d lost the first race, %d were landed by another run, %d fell back; %d pushes moved the branch", n, lost, landedByOther, fellBack, p)
+	if os.Getenv("DELIVER_DEBUG_CONTENTION") != "" {
+		worst := results[0]
+		for _, r := range results {
+			if len(r.stderr) > len(worst.stderr) {
+				worst = r
+			}
+		}
+		t.Logf("the longest log:\n%s", worst.stderr)
+	}
+	if refuseQueue {
+		if lost > 0 && fellBack == 0 {
+			t.Errorf("%d deploys lost a race but none fell back from the refused queue", lost)
+		}
+	} else if p >= n {
+		t.Errorf("%d pushes moved the branch for %d deploys: group commit landed none together", p, n)
+	}
+
+	// Every entry present, each pinned to its digest.
+	dir := t.TempDir()
+	fixture.WriteFiles(t, dir, map[string]string{"kustomization.yaml": s.File(t, "overlays/staging/kustomization.yaml")})
+	_, images, err := kustomize.ReadImages(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, img := range images {
+		got[img.Name] = img.Digest
+	}
+	for _, svc := range services {
+		if got[svc] != digests[svc] {
+			t.Errorf("%s: digest %q in the overlay, want %q (update lost)", svc, got[svc], digests[svc])
+		}
+	}
+	// Linear history: seed + one commit per deploy, each with one parent and its own change
+	// id; every commit renders.
+	log, err := s.Git.Log(s.Name, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != n+1 {
+		t.Errorf("%d commits, want %d", len(log), n+1)
+	}
+	ids := map[string]int{}
+	for _, c := range log {
+		if c.NumParents() > 1 {
+			t.Errorf("merge commit %s in a history that must be linear", c.Hash)
+		}
+		if id := trailerValue(c.Message, "Deliver-Change-Id"); id != "" {
+			ids[id]++
+		}
+		checkRenders(t, s.Git.BareDir(s.Name), c.Hash.String())
+	}
+	if len(ids) != n {
+		t.Errorf("%d change ids on the branch, want %d", len(ids), n)
+	}
+	for id, c := range ids {
+		if c != 1 {
+			t.Errorf("change %s is on the branch %d times", id, c)
+		}
+	}
+	if left := serverRefs(t, s, "refs/deliver/queue/"); len(left) > 0 {
+		t.Errorf("changes left in the queue: %v", left)
+	}
+}
+
+// countBranchPushes records every update of the config repo's main branch (a post-receive
+// hook) and returns a function that counts them.
+func countBranchPushes(t *testing.T, s *fixture.Servers) func() int {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "pushes")
+	hook := fmt.Sprintf("#!/bin/sh\nwhile read old new ref; do [ \"$ref\" = refs/heads/main ] && echo \"$new\" >> %q; done\nexit 0\n", file)
+	if err := s.Git.SetHook(s.Name, "post-receive", hook); err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		data, err := os.ReadFile(file)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return strings.Count(string(data), "\n")
+	}
+}
+
+// serverRefs lists the config repo's refs under prefix (name -> commit).
+func serverRefs(t *testing.T, s *fixture.Servers, prefix string) map[string]string {
+	t.Helper()
+	out, err := exec.Command("git", "--git-dir="+s.Git.BareDir(s.Name), "for-each-ref", "--format=%(refname) %(objectname)", prefix).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok {
+			refs[k] = v
+		}
+	}
+	return refs
+}
+
+// trailerValue returns the value of a trailer of a commit message ("" when absent).
+func trailerValue(msg, key string) string {
+	for _, l := range strings.Split(msg, "\n") {
+		if v, ok := strings.CutPrefix(l, key+": "); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // checkRenders exports the tree of commit from the bare repo and builds the staging overlay.

@@ -84,12 +84,16 @@ func ExitCode(err error) int {
 		return ExitOK
 	}
 	var ec exitCodeError
+	var refusal *configrepo.Refusal
 	var ue usageError
 	var re reportError
 	var fe *kustomize.FileError
 	switch {
 	case errors.As(err, &ec):
 		return ec.code
+	case errors.As(err, &refusal):
+		// Another run refused this run's queued change, with the code this run would have had.
+		return refusal.Code
 	case errors.As(err, &re):
 		return ExitReport
 	case errors.Is(err, errPolicy), errors.Is(err, engine.ErrSuspended):

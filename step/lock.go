@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/deliverhq/deliver/step/ci"
+	"github.com/deliverhq/deliver/step/configrepo"
 	"github.com/deliverhq/deliver/step/policy"
 	"github.com/deliverhq/deliver/step/release"
 )
@@ -63,6 +64,9 @@ func (r *runner) lock(ctx context.Context, c *cli.Context, lock bool) (ci.Outcom
 	if err != nil {
 		return out, err
 	}
+	// A lock may land other pipelines' queued changes; it has no registry client, so a change
+	// whose downgrade guard needs one is left to its owner.
+	opts.Replay = r.replayer(nil, nil)
 	repo, err := r.clone(ctx, opts)
 	if err != nil {
 		return out, err
@@ -74,7 +78,7 @@ func (r *runner) lock(ctx context.Context, c *cli.Context, lock bool) (ci.Outcom
 		SourceRepo: r.ci.SourceRepo, SourceCommit: r.ci.Commit, Pipeline: r.ci.PipelineURL, Actor: firstNonEmpty(r.ci.Actor, author.Name),
 		Reason: c.String(flagReason),
 	}
-	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
+	res, err := r.pushChange(ctx, repo, c, configrepo.Change{Request: lockRequestTrailers(), Edit: func(ctx context.Context, dir string) (string, []string, error) {
 		var changed bool
 		var err error
 		if lock {
@@ -82,14 +86,15 @@ func (r *runner) lock(ctx context.Context, c *cli.Context, lock bool) (ci.Outcom
 		} else {
 			changed, err = policy.RemoveLock(dir, envName, image)
 		}
+		paths := []string{filepath.ToSlash(policy.FileName)}
 		if err != nil {
-			return "", nil, usage(err)
+			return "", paths, usage(err)
 		}
 		if !changed {
 			return "", nil, nil
 		}
-		return rec.Message(), []string{filepath.ToSlash(policy.FileName)}, nil
-	})
+		return rec.Message(), paths, nil
+	}})
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
 	if err != nil {
 		return out, err

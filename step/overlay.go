@@ -112,20 +112,22 @@ func editOverlay(root, overlay string, names []string, check bool, edit func(dir
 	if !changed {
 		return res, nil
 	}
+	// From here on the file is edited: a failure still names it (editResult.path), so that
+	// the edit can be undone.
 	rendered, err := kustomize.Build(root, overlay)
 	if err != nil {
 		// The repo's content is at fault, not deliver or a server: bad input.
-		return editResult{}, usage(fmt.Errorf("the edited overlay no longer renders: %w", err))
+		return editResult{path: res.path}, usage(fmt.Errorf("the edited overlay no longer renders: %w", err))
 	}
 	if check {
 		if err := kustomize.CheckRendered(root, overlay, rendered, names); err != nil {
-			return editResult{}, usage(err)
+			return editResult{path: res.path}, usage(err)
 		}
 	}
 	res.rendered = rendered
 	_, after, err := kustomize.ReadImages(dir)
 	if err != nil {
-		return editResult{}, err
+		return editResult{path: res.path}, err
 	}
 	now := map[string]types.Image{}
 	for _, img := range after {

@@ -91,6 +91,18 @@ type Options struct {
 	// belongs to the account that owns the signing key, which is often a bot's, while the
 	// author stays the person or pipeline that asked for the change.
 	CommitterName, CommitterEmail string
+	// Replay re-applies other runs' queued changes when this run lands the queue (see
+	// queue.go). nil turns group commit off: a lost race is retried on the new tip.
+	Replay Replay
+	// QueueSkew is how far apart the clocks of the machines running deliver may be: a queued
+	// change is not landed later than QueueSkew before its deadline (default
+	// DefaultQueueSkew).
+	QueueSkew time.Duration
+	// QueueTakeover is how long the oldest queued change may stand still (its run is gone, or
+	// slow) before the next in line lands the queue itself (default DefaultQueueTakeover, plus
+	// 100ms for each change waiting and four times the longest request this run made to the
+	// server: a landing is a fetch and a push); the one after it waits twice that, and so on.
+	QueueTakeover time.Duration
 	// Backoff between attempts; Steps is ignored (MaxAttempts counts). Zero means
 	// DefaultBackoff: 50ms doubling per attempt, capped at 1s, each sleep stretched by a random
 	// 0-100% (full jitter). Every lost race means another push landed, so the branch makes
@@ -123,6 +135,16 @@ type Repo struct {
 	deepened plumbing.Hash
 	// touched are the paths the last edit changed, written again by the next checkout.
 	touched []string
+	// queueOff: the server cannot hold the queue (group commit); lost races are retried.
+	queueOff bool
+	// slowest is the longest fetch or push this Repo made: how long the server takes, which
+	// a landing of the queue takes at least twice.
+	slowest time.Duration
+}
+
+// timed records how long a request to the server took (see slowest).
+func (r *Repo) timed(start time.Time) {
+	r.slowest = max(r.slowest, time.Since(start))
 }
 
 // Object cache and streaming threshold of the clone's storage: objects larger than
@@ -160,6 +182,12 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
+	if opts.QueueSkew <= 0 {
+		opts.QueueSkew = DefaultQueueSkew
+	}
+	if opts.QueueTakeover <= 0 {
+		opts.QueueTakeover = DefaultQueueTakeover
+	}
 	cleanURL, err := moveURLCredentials(opts.URL, &opts.Auth)
 	if err != nil {
 		return nil, err
@@ -185,10 +213,12 @@ func Clone(ctx context.Context, opts Options) (*Repo, error) {
 	// update.
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
+	start := time.Now()
 	if err := r.fetchTip(ctx, 1, nil, false); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, classify(fmt.Sprintf("cloning %s (branch %s)", cleanURL, opts.Branch), err)
 	}
+	r.timed(start)
 	if err := r.moveTo(r.fetched); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("cloning %s (branch %s): %w", cleanURL, opts.Branch, err)
@@ -301,14 +331,44 @@ type Result struct {
 	Parent plumbing.Hash
 	// Attempts counts push attempts, 1 when the first one landed.
 	Attempts int
+	// Queued: the change went through the queue (group commit).
+	Queued bool
+	// LandedBy is the committer ("Name <email>") of Commit when another run landed the change;
+	// empty when this run pushed it.
+	LandedBy string
+	// Landed counts the changes the push that carried this run's change landed, when this run
+	// landed the queue.
+	Landed int
 }
 
 // Update applies edit, commits with author as author (and committer, unless Options names
 // one), signed when Options.Signer is set, and pushes, retrying on lost races. See the package
 // documentation.
 func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
+	return r.UpdateChange(ctx, author, Change{Edit: edit})
+}
+
+// UpdateChange is Update for a change that may go through the queue (group commit, see
+// queue.go) when its first push loses the race and the change has a Request. Every commit it
+// makes carries the change's id (trailer Deliver-Change-Id).
+func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Change) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
+	edit := ch.Edit
+	if author.When.IsZero() {
+		author.When = time.Now()
+	}
+	now := time.Now()
+	deadline, _ := ctx.Deadline()
+	id := newChangeID(now, deadline)
+	group := ch.Request != "" && r.opts.Replay != nil && deadline.Sub(now)-r.opts.QueueSkew >= minQueueWindow
+	if head, err := r.Head(); err == nil && !r.fetched.IsZero() && head != r.fetched {
+		// The clone was left on an older commit (a change another run landed): start from
+		// the tip as last fetched.
+		if err := r.moveTo(r.fetched); err != nil {
+			return Result{}, fmt.Errorf("resetting the clone to %s: %w", r.fetched, err)
+		}
+	}
 	backoff := r.opts.Backoff
 	backoff.Steps = r.opts.MaxAttempts + 1
 	for attempt := 1; ; attempt++ {
@@ -323,19 +383,38 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 		if err != nil {
 			return Result{}, err
 		}
-		msg, paths, err := edit(ctx, r.Dir())
+		record, paths, err := edit(ctx, r.Dir())
 		r.touched = append(r.touched, paths...)
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
-		commit, objects, changed, err := r.commit(base, msg, paths, author)
+		msg := record
+		if len(paths) > 0 {
+			msg = appendTrailers(record, trailerChangeID+": "+id)
+		}
+		commit, objects, changed, err := r.commit(base, msg, paths, author, author)
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
 		if !changed {
 			return Result{Changed: false, Commit: base, Parent: base, Attempts: attempt - 1}, nil
 		}
-		pushErr := r.push(ctx, base, commit, objects)
+		var q *queueing
+		if group && !r.queueOff {
+			q = &queueing{make: func() (*pending, error) {
+				return r.newPending(deadline, base, commit, objects, record, ch.Request, author, edit)
+			}}
+		}
+		queued, refs, pushErr := r.pushOrQueue(ctx, base, commit, objects, q)
+		p := q.get()
+		if queued {
+			p.attempts = attempt
+			res, err := r.await(ctx, p, refs)
+			if errors.Is(err, errFellBack) {
+				continue // withdrawn: retried without the queue (r.queueOff)
+			}
+			return res, err
+		}
 		if pushErr == nil {
 			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
@@ -348,6 +427,24 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 			// The server took the push but its answer was lost: the tip is our commit.
 			r.fetched = commit
 			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
+		}
+		if q != nil && !r.queueOff {
+			// Lost on the server, after the plain push was sent: queue the change now.
+			if p, err = q.pending(); err != nil {
+				return Result{Attempts: attempt}, err
+			}
+			queued, refs, err := r.queue(ctx, p)
+			if err != nil {
+				return Result{Attempts: attempt}, err
+			}
+			if queued {
+				p.attempts = attempt
+				res, err := r.await(ctx, p, refs)
+				if errors.Is(err, errFellBack) {
+					continue
+				}
+				return res, err
+			}
 		}
 		if attempt >= r.opts.MaxAttempts {
 			return Result{Attempts: attempt}, fmt.Errorf("%w: %d attempts to push to %s (branch %s) all lost the race; raise --push-attempts or serialise the pipelines",
@@ -366,7 +463,7 @@ func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (
 // commit builds a commit of paths on base (its tree with those paths as they are on disk now)
 // and moves the branch to it; changed is false when the tree did not change. objects are the
 // objects the commit made, which the server does not have.
-func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author object.Signature) (commit plumbing.Hash, objects []plumbing.Hash, changed bool, err error) {
+func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author, committer object.Signature) (commit plumbing.Hash, objects []plumbing.Hash, changed bool, err error) {
 	if len(paths) == 0 {
 		return plumbing.ZeroHash, nil, false, nil
 	}
@@ -384,16 +481,14 @@ func (r *Repo) commit(base plumbing.Hash, msg string, paths []string, author obj
 	if author.When.IsZero() {
 		author.When = time.Now()
 	}
-	author = headerSafe(author)
-	c := &object.Commit{Author: author, Committer: headerSafe(r.committer(author)), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
+	if committer.When.IsZero() {
+		committer.When = author.When
+	}
+	c := &object.Commit{Author: headerSafe(author), Committer: headerSafe(r.committer(committer)), Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
 	if err := sign(c, r.opts.Signer); err != nil {
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
-	obj := r.st.NewEncodedObject()
-	if err := c.Encode(obj); err != nil {
-		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
-	}
-	commit, err = r.st.SetEncodedObject(obj)
+	commit, err = r.storeCommit(c)
 	if err != nil {
 		return plumbing.ZeroHash, nil, false, fmt.Errorf("committing: %w", err)
 	}
@@ -435,18 +530,76 @@ func dedupe(hs []plumbing.Hash) []plumbing.Hash {
 // push pushes commit to the branch, without force: the server accepts it only as a
 // fast-forward of base, which is what makes a concurrent push detectable.
 func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) error {
-	progress := &cappedWriter{max: maxServerMessages}
-	err := r.remote.push(ctx, r.st, base, commit, objects, progress)
-	if err == nil {
+	_, _, err := r.pushOrQueue(ctx, base, commit, objects, nil)
+	return err
+}
+
+// queueing makes the queued form of a change when the change joins the queue (not before:
+// an uncontended push does not pay for it).
+type queueing struct {
+	make func() (*pending, error)
+	p    *pending
+}
+
+func (q *queueing) pending() (*pending, error) {
+	if q.p == nil {
+		p, err := q.make()
+		if err != nil {
+			return nil, err
+		}
+		q.p = p
+	}
+	return q.p, nil
+}
+
+// get is the queued form if it was made.
+func (q *queueing) get() *pending {
+	if q == nil {
 		return nil
 	}
-	if errors.Is(err, errTipMoved) {
-		return err
+	return q.p
+}
+
+// pushOrQueue is push; but with q (group commit), when the branch moved on from base or
+// other changes wait in the queue, it queues the change in the same session instead (queued;
+// refs are the server's refs then, with the change queued).
+func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing) (queued bool, refs map[string]plumbing.Hash, err error) {
+	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
+	defer r.timed(time.Now())
+	rs, err := r.remote.openReceive(ctx)
+	if err != nil {
+		return false, nil, classify(doing, err)
+	}
+	defer rs.Close()
+	if q != nil && !r.queueOff {
+		tip := rs.refs()[r.remote.branch.String()]
+		if tip != commit && (tip != base || len(r.view(rs.refs()).live(time.Now(), r.opts.QueueSkew)) > 0) {
+			p, err := q.pending()
+			if err != nil {
+				return false, nil, err
+			}
+			queued, err := r.queueIn(ctx, rs, p)
+			if queued || err != nil {
+				return queued, withRef(rs.refs(), p.ref, p.commit), err
+			}
+			if tip == base {
+				// The server cannot hold the queue (r.queueOff now): push as usual.
+				if rs, err = r.remote.openReceive(ctx); err != nil {
+					return false, nil, classify(doing, err)
+				}
+				defer rs.Close()
+			}
+		}
+	}
+	progress := &cappedWriter{max: maxServerMessages}
+	err = r.remote.pushIn(ctx, rs, r.st, base, commit, objects, progress)
+	if err == nil || errors.Is(err, errTipMoved) {
+		return false, nil, err
 	}
 	if msg := strings.TrimSpace(progress.String()); msg != "" {
 		err = fmt.Errorf("%w\nserver said:\n%s", err, indent(msg))
 	}
-	return classify(fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch), err)
+	return false, nil, classify(doing, err)
 }
 
 // lostRace looks at the branch after a failed push. It returns landed when the tip is the
@@ -504,6 +657,15 @@ func (r *Repo) fetchAndReset(ctx context.Context) error {
 	}
 	if err := r.moveTo(r.fetched); err != nil {
 		return fmt.Errorf("resetting the clone to %s: %w", r.fetched, err)
+	}
+	return nil
+}
+
+// Checkout moves the clone (its branch and work tree) to commit, which must be in it: the
+// tip, or a commit Update returned and its parent.
+func (r *Repo) Checkout(commit plumbing.Hash) error {
+	if err := r.moveTo(commit); err != nil {
+		return fmt.Errorf("moving the clone to %s: %w", commit, err)
 	}
 	return nil
 }

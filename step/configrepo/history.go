@@ -65,3 +65,13 @@ func (r *Repo) History(ctx context.Context, visit func(Commit) bool) error {
 	}
 	return nil
 }
+
+// Message is the message of a commit the clone holds (the tip, or one History or a landing
+// brought in).
+func (r *Repo) Message(commit plumbing.Hash) (string, error) {
+	c, err := r.repo.CommitObject(commit)
+	if err != nil {
+		return "", fmt.Errorf("reading commit %s: %w", short(commit), err)
+	}
+	return c.Message, nil
+}

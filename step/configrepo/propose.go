@@ -45,7 +45,7 @@ func (r *Repo) Propose(ctx context.Context, author object.Signature, head string
 	if err != nil {
 		return ProposeResult{}, err
 	}
-	commit, objects, changed, err := r.commit(base, msg, paths, author)
+	commit, objects, changed, err := r.commit(base, msg, paths, author, author)
 	if err != nil {
 		return ProposeResult{}, err
 	}

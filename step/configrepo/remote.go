@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -61,16 +62,21 @@ var errBranchMissing = errors.New("couldn't find remote ref")
 
 // tip asks the server where the branch points (git ls-remote), without fetching anything.
 func (r *remote) tip(ctx context.Context) (plumbing.Hash, error) {
-	s, err := r.tr.NewUploadPackSession(r.ep, r.auth)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	defer s.Close()
-	ar, err := s.AdvertisedReferencesContext(ctx)
+	ar, err := r.advertised(ctx)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
 	return r.branchIn(ar)
+}
+
+// advertised lists the server's refs (git ls-remote), without fetching anything.
+func (r *remote) advertised(ctx context.Context) (*packp.AdvRefs, error) {
+	s, err := r.tr.NewUploadPackSession(r.ep, r.auth)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.AdvertisedReferencesContext(ctx)
 }
 
 func (r *remote) branchIn(ar *packp.AdvRefs) (plumbing.Hash, error) {
@@ -91,6 +97,9 @@ type fetchRequest struct {
 	filter packp.Filter
 	// always fetches even when the tip is already here (to deepen).
 	always bool
+	// wants chooses what to fetch from the server's refs (the queue's commits, a change's
+	// outcome); nil fetches the branch's tip.
+	wants func(refs map[string]plumbing.Hash, tip plumbing.Hash) []plumbing.Hash
 }
 
 // fetchResult is what fetch got.
@@ -101,6 +110,8 @@ type fetchResult struct {
 	// dropped are the blobs the client left out (the server does not filter), with their
 	// sizes.
 	dropped map[plumbing.Hash]int64
+	// refs are the server's refs as it advertised them for this fetch.
+	refs map[string]plumbing.Hash
 }
 
 // fetch fetches the branch's tip (and req.depth-1 ancestors) into st and records the shallow
@@ -125,12 +136,24 @@ func (r *remote) fetch(ctx context.Context, st *filesystem.Storage, req fetchReq
 	if err != nil {
 		return fetchResult{}, err
 	}
-	res := fetchResult{tip: tip, filtered: req.filter != "" && ar.Capabilities.Supports(capability.Filter)}
-	if !req.always && st.HasEncodedObject(tip) == nil {
+	res := fetchResult{tip: tip, filtered: req.filter != "" && ar.Capabilities.Supports(capability.Filter), refs: ar.References}
+	wants := []plumbing.Hash{tip}
+	if req.wants != nil {
+		wants = req.wants(ar.References, tip)
+	}
+	var missing []plumbing.Hash
+	seen := map[plumbing.Hash]bool{}
+	for _, h := range wants {
+		if !seen[h] && (req.always || st.HasEncodedObject(h) != nil) {
+			missing = append(missing, h)
+		}
+		seen[h] = true
+	}
+	if len(missing) == 0 {
 		return res, nil
 	}
 	up := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
-	up.Wants = []plumbing.Hash{tip}
+	up.Wants = missing
 	if req.depth > 0 {
 		up.Depth = packp.DepthCommits(req.depth)
 		if err := up.Capabilities.Set(capability.Shallow); err != nil {
@@ -152,7 +175,7 @@ func (r *remote) fetch(ctx context.Context, st *filesystem.Storage, req fetchReq
 		}
 	}
 	for _, h := range req.haves {
-		if h != tip && st.HasEncodedObject(h) == nil {
+		if !seen[h] && st.HasEncodedObject(h) == nil {
 			up.Haves = append(up.Haves, h)
 		}
 	}
@@ -219,63 +242,133 @@ var errTipMoved = errors.New("the branch moved on the server")
 // maxServerMessages bounds what is kept of the server's messages during a push (hook output).
 const maxServerMessages = 8 << 10
 
+// receiveSession is an open receive-pack session: the server's refs are read, and one request
+// of ref updates may be sent.
+type receiveSession struct {
+	s  transport.ReceivePackSession
+	ar *packp.AdvRefs
+}
+
+// openReceive starts a push: it opens a receive-pack session and reads the server's refs.
+func (r *remote) openReceive(ctx context.Context) (*receiveSession, error) {
+	s, err := r.tr.NewReceivePackSession(r.ep, r.auth)
+	if err != nil {
+		return nil, err
+	}
+	ar, err := s.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return &receiveSession{s: s, ar: ar}, nil
+}
+
+func (rs *receiveSession) Close() { _ = rs.s.Close() }
+
+// refs are the server's refs as it advertised them when the session opened.
+func (rs *receiveSession) refs() map[string]plumbing.Hash { return rs.ar.References }
+
+// supportsAtomic reports whether the server takes several ref updates as one transaction
+// (git push --atomic) and deletions of refs.
+func (rs *receiveSession) supportsAtomic() bool {
+	return rs.ar.Capabilities.Supports(capability.Atomic) && rs.ar.Capabilities.Supports(capability.DeleteRefs)
+}
+
+// send sends one request of ref updates with the objects they need (nothing else: the server
+// has every object they build on), atomically (all or none) when atomic is set, with options as
+// push options when the server takes them. Every command
+// is a compare-and-swap on the server: it applies only while the ref is at the command's old
+// value. progress receives the server's messages (hook output). The error of a refused
+// request names the refused refs.
+func (rs *receiveSession) send(ctx context.Context, st *filesystem.Storage, cmds []*packp.Command, objects []plumbing.Hash, atomic bool, options map[string]string, progress io.Writer) error {
+	req := packp.NewReferenceUpdateRequestFromCapabilities(rs.ar.Capabilities)
+	req.Progress = progress
+	switch {
+	case rs.ar.Capabilities.Supports(capability.Sideband64k):
+		_ = req.Capabilities.Set(capability.Sideband64k)
+	case rs.ar.Capabilities.Supports(capability.Sideband):
+		_ = req.Capabilities.Set(capability.Sideband)
+	}
+	if len(options) > 0 && rs.ar.Capabilities.Supports(capability.PushOptions) {
+		_ = req.Capabilities.Set(capability.PushOptions)
+		for _, k := range slices.Sorted(maps.Keys(options)) {
+			req.Options = append(req.Options, &packp.Option{Key: k, Value: options[k]})
+		}
+	}
+	if atomic {
+		if err := req.Capabilities.Set(capability.Atomic); err != nil {
+			return err
+		}
+	}
+	req.Commands = cmds
+	deletesOnly := true
+	for _, c := range cmds {
+		if c.Action() != packp.Delete {
+			deletesOnly = false
+		}
+	}
+	if !deletesOnly {
+		// A request that creates or moves a ref carries a pack, empty if the server has every
+		// object already; one that only deletes carries none.
+		var pack bytes.Buffer
+		enc := packfile.NewEncoder(&pack, st, !rs.ar.Capabilities.Supports(capability.OFSDelta))
+		if _, err := enc.Encode(objects, 0); err != nil {
+			return fmt.Errorf("packing the commits: %w", err)
+		}
+		req.Packfile = io.NopCloser(&pack)
+	}
+	report, err := rs.s.ReceivePack(ctx, req)
+	if err != nil {
+		return err
+	}
+	if report == nil {
+		return nil
+	}
+	if report.UnpackStatus != "ok" {
+		return fmt.Errorf("unpack error: %s", report.UnpackStatus)
+	}
+	var refused []string
+	for _, cs := range report.CommandStatuses {
+		if cs.Status != "ok" {
+			refused = append(refused, fmt.Sprintf("%s (%s)", cs.ReferenceName, cs.Status))
+		}
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("the server refused %s", strings.Join(refused, ", "))
+	}
+	return nil
+}
+
 // push updates the branch from old to commit on the server, sending objects (the commit and
 // the trees and blobs it made; the server has everything else, since it has old). It does not
 // force: the server takes it only if the branch is still at old. progress receives the
 // server's messages (hook output).
 func (r *remote) push(ctx context.Context, st *filesystem.Storage, old, commit plumbing.Hash, objects []plumbing.Hash, progress io.Writer) error {
-	s, err := r.tr.NewReceivePackSession(r.ep, r.auth)
+	rs, err := r.openReceive(ctx)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	ar, err := s.AdvertisedReferencesContext(ctx)
-	if err != nil {
-		return err
-	}
-	switch now := ar.References[r.branch.String()]; now {
+	defer rs.Close()
+	return r.pushIn(ctx, rs, st, old, commit, objects, progress)
+}
+
+// pushIn is push in a session already open.
+func (r *remote) pushIn(ctx context.Context, rs *receiveSession, st *filesystem.Storage, old, commit plumbing.Hash, objects []plumbing.Hash, progress io.Writer) error {
+	switch now := rs.refs()[r.branch.String()]; now {
 	case commit:
 		return nil // already there (an earlier answer was lost)
 	case old:
 	default:
 		return fmt.Errorf("%w: it is at %s, the commit was made on %s", errTipMoved, now, old)
 	}
-	return sendPack(ctx, s, ar, st, &packp.Command{Name: r.branch, Old: old, New: commit}, objects, nil, progress)
+	return rs.send(ctx, st, []*packp.Command{{Name: r.branch, Old: old, New: commit}}, objects, false, nil, progress)
 }
 
 // sendPack sends one ref update with objects (and options as push options when the server takes
 // them) over the receive-pack session s whose advertisement is ar.
 func sendPack(ctx context.Context, s transport.ReceivePackSession, ar *packp.AdvRefs, st *filesystem.Storage, cmd *packp.Command,
 	objects []plumbing.Hash, options map[string]string, progress io.Writer) error {
-	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
-	req.Progress = progress
-	switch {
-	case ar.Capabilities.Supports(capability.Sideband64k):
-		_ = req.Capabilities.Set(capability.Sideband64k)
-	case ar.Capabilities.Supports(capability.Sideband):
-		_ = req.Capabilities.Set(capability.Sideband)
-	}
-	if len(options) > 0 && ar.Capabilities.Supports(capability.PushOptions) {
-		_ = req.Capabilities.Set(capability.PushOptions)
-		for _, k := range slices.Sorted(maps.Keys(options)) {
-			req.Options = append(req.Options, &packp.Option{Key: k, Value: options[k]})
-		}
-	}
-	req.Commands = []*packp.Command{cmd}
-	var pack bytes.Buffer
-	enc := packfile.NewEncoder(&pack, st, !ar.Capabilities.Supports(capability.OFSDelta))
-	if _, err := enc.Encode(objects, 0); err != nil {
-		return fmt.Errorf("packing the commit: %w", err)
-	}
-	req.Packfile = io.NopCloser(&pack)
-	rs, err := s.ReceivePack(ctx, req)
-	if err != nil {
-		return err
-	}
-	if rs != nil {
-		return rs.Error()
-	}
-	return nil
+	return (&receiveSession{s: s, ar: ar}).send(ctx, st, []*packp.Command{cmd}, objects, false, options, progress)
 }
 
 // cappedWriter keeps the first max bytes written to it and drops the rest.

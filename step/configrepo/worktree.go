@@ -154,6 +154,40 @@ func (w *worktree) checkout(tree plumbing.Hash, touched []string) error {
 	return nil
 }
 
+// restore writes paths back as they are in tree (removing those it does not hold): the
+// undoing of an edit that failed half-way, so that the next edit starts from tree.
+func (w *worktree) restore(tree plumbing.Hash, paths []string) error {
+	t, err := object.GetTree(w.st, tree)
+	if err != nil {
+		return fmt.Errorf("reading tree %s: %w", tree, err)
+	}
+	for _, p := range paths {
+		p, err := cleanPath(p)
+		if err != nil {
+			return err
+		}
+		e, err := t.FindEntry(p)
+		switch {
+		case errors.Is(err, object.ErrEntryNotFound), errors.Is(err, object.ErrDirectoryNotFound):
+			if err := w.remove(p); err != nil {
+				return err
+			}
+			delete(w.files, p)
+		case err != nil:
+			return fmt.Errorf("reading %s in tree %s: %w", p, tree, err)
+		case e.Mode == filemode.Dir:
+			return fmt.Errorf("restoring %s: it is a directory in tree %s", p, tree)
+		default:
+			wr, err := w.write(p, treeFile{hash: e.Hash, mode: e.Mode})
+			if err != nil {
+				return err
+			}
+			w.files[p] = wr
+		}
+	}
+	return nil
+}
+
 // unchanged reports whether the file at p is still the one written.
 func (w *worktree) unchanged(p string, old written) bool {
 	fi, err := os.Lstat(w.abs(p))
