@@ -105,7 +105,7 @@ func overlay(web, api string) string {
 func giteaClient(t *testing.T, g *testenv.Gitea, repo, token string) *forge.Client {
 	t.Helper()
 	c, err := forge.New(forge.Options{RepoURL: g.RepoURL(repo), Kind: forge.Gitea, Token: token,
-		HTTPClient: &http.Client{Transport: g.Transport(), Timeout: 20 * time.Second}})
+		HTTPClient: &http.Client{Transport: g.Transport(), Timeout: 60 * time.Second}}) // generous: on a loaded machine a Gitea merge took over 20 s
 	if err != nil {
 		t.Fatal(err)
 	}

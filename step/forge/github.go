@@ -91,21 +91,37 @@ func (g *githubAPI) listOpen(ctx context.Context, ch Change) ([]*github.PullRequ
 // dedupe handles two runs that opened a pull request for the same branch at once, which Gitea
 // does not refuse (GitHub does, with 422): on Gitea, every run that opened one lists them again, and the
 // run whose pull request is not the oldest closes its own and carries on with the oldest. So
-// one stays open, whoever wins.
+// one stays open, whoever wins. Gitea numbers a pull request before the transaction that
+// stores it ends, so an older one may not be listed yet when a newer one is: the run lists
+// twice more, over about a second, before it keeps its own.
 func (g *githubAPI) dedupe(ctx context.Context, ch Change, mine *github.PullRequest) (*github.PullRequest, error) {
-	oldest, err := g.findOpen(ctx, ch)
-	if err != nil {
-		return nil, err
+	const checks = 3
+	for i := range checks {
+		if wait := time.Duration(i*i) * 250 * time.Millisecond; wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("checking that pull request #%d is the only one from %s: %w", mine.GetNumber(), ch.Branch, context.Cause(ctx))
+			case <-time.After(wait):
+			}
+		}
+		oldest, err := g.findOpen(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		if oldest == nil || oldest.GetNumber() >= mine.GetNumber() {
+			if i == checks-1 {
+				return mine, nil
+			}
+			continue
+		}
+		_, _, err = g.c.PullRequests.Edit(ctx, g.owner, g.repo, mine.GetNumber(), &github.PullRequest{State: new("closed")})
+		if err != nil {
+			return nil, classify(fmt.Sprintf("closing pull request #%d, opened at the same time as #%d for the same branch", mine.GetNumber(), oldest.GetNumber()), err)
+		}
+		g.logf("closed pull request #%d: #%d was opened for %s at the same time", mine.GetNumber(), oldest.GetNumber(), ch.Branch)
+		return oldest, nil
 	}
-	if oldest == nil || oldest.GetNumber() >= mine.GetNumber() {
-		return mine, nil
-	}
-	_, _, err = g.c.PullRequests.Edit(ctx, g.owner, g.repo, mine.GetNumber(), &github.PullRequest{State: new("closed")})
-	if err != nil {
-		return nil, classify(fmt.Sprintf("closing pull request #%d, opened at the same time as #%d for the same branch", mine.GetNumber(), oldest.GetNumber()), err)
-	}
-	g.logf("closed pull request #%d: #%d was opened for %s at the same time", mine.GetNumber(), oldest.GetNumber(), ch.Branch)
-	return oldest, nil
+	return mine, nil
 }
 
 // isOurs tells whether pr is the pull request of ch: same head branch in this repository (not
