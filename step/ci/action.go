@@ -58,6 +58,7 @@ func ActionInputs() []ActionInput {
 		{"merge_method", "DELIVER_MERGE_METHOD", "merge"},
 		{"wait_merged", "DELIVER_WAIT_MERGED", "false"},
 		{"merge_timeout", "DELIVER_MERGE_TIMEOUT", "1h"},
+		{"report", "DELIVER_REPORT", ""},
 	}
 }
 
