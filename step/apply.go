@@ -89,7 +89,7 @@ func (a *applier) objects(root, overlay string, rendered resmap.ResMap) ([]*unst
 	if rm == nil {
 		var err error
 		if rm, err = kustomize.Build(root, overlay); err != nil {
-			return nil, "", usage(inRepo(root, err)) // the repo's content is at fault: bad input
+			return nil, "", usage(kustomize.RootRelative(root, err)) // the repo's content is at fault: bad input
 		}
 	}
 	var objs []*unstructured.Unstructured

@@ -121,7 +121,9 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		var before func(dir string) error
 		if mode == policy.ViaPullRequest {
 			before = func(dir string) (err error) {
-				prop.path, prop.before, err = readOverlayFile(dir, req.overlay)
+				var b []byte
+				prop.path, b, err = kustomize.ReadKustomization(dir, req.overlay)
+				prop.before = string(b)
 				return err
 			}
 		}
@@ -138,9 +140,11 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			}
 		}
 		if mode == policy.ViaPullRequest {
-			if _, prop.after, err = readOverlayFile(dir, req.overlay); err != nil {
+			_, b, err := kustomize.ReadKustomization(dir, req.overlay)
+			if err != nil {
 				return "", paths, err
 			}
+			prop.after = string(b)
 		}
 		return msg, paths, nil
 	}
@@ -192,7 +196,7 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	}
 	var reverted editResult
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
-		_, now, err := kustomize.ReadImages(overlayDir(dir, req.overlay))
+		now, err := kustomize.ReadOverlayImages(dir, req.overlay)
 		if err != nil {
 			return "", nil, err
 		}
@@ -384,7 +388,7 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		forced = true
 	}
 	if guard != nil && req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
-		if err := checkDowngrade(ctx, guard, overlayDir(dir, req.overlay), req.images); err != nil {
+		if err := checkDowngrade(ctx, guard, dir, req.overlay, req.images); err != nil {
 			return false, err
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/urfave/cli/v2"
@@ -224,25 +222,20 @@ func (r *runner) pushChange(ctx context.Context, repo *configrepo.Repo, c *cli.C
 // dryRun shows what deploy would do: the overlay diff and the cluster's server-side dry run.
 func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, envName string, images []types.Image, ap *applier, out ci.Outcome) (ci.Outcome, error) {
 	end := r.rep.Phase("edit", "dry run: editing the overlay in the clone only")
-	file, err := kustomize.FindKustomization(filepath.Join(repo.Dir(), filepath.FromSlash(overlay)))
+	_, before, err := kustomize.ReadKustomization(repo.Dir(), overlay)
 	if err != nil {
 		end(err)
 		return out, err
-	}
-	before, err := os.ReadFile(file)
-	if err != nil {
-		end(err)
-		return out, fmt.Errorf("reading %s: %w", file, err)
 	}
 	er, err := setOverlayImages(repo.Dir(), overlay, images)
 	if err != nil {
 		end(err)
 		return out, err
 	}
-	after, err := os.ReadFile(file)
+	_, after, err := kustomize.ReadKustomization(repo.Dir(), overlay)
 	if err != nil {
 		end(err)
-		return out, fmt.Errorf("reading %s: %w", file, err)
+		return out, err
 	}
 	end(nil)
 	out.Changed, out.Previous = len(er.changes) > 0, previousImages(er)

@@ -78,7 +78,7 @@ func (r *runner) explain(err error) error {
 	msg := err.Error()
 	if r.checkout != nil {
 		for _, root := range r.checkout.roots {
-			inRepo(root, err) // a kustomization file's error: its path, for annotations
+			kustomize.RootRelative(root, err) // a kustomization file's error: its path, for annotations
 		}
 		msg = err.Error()
 		for _, root := range r.checkout.roots {
