@@ -1,3 +1,6 @@
+// change.go owns the change path deploy, rollback and promote share once their images are
+// known: bind, verify the images, edit under the policy, push, apply, and revert on failure.
+
 package step
 
 import (
@@ -393,4 +396,49 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		}
 	}
 	return forced, nil
+}
+
+// imageSpec is one --image: the override to set and the reference to verify.
+type imageSpec struct {
+	image types.Image // Name, NewName, NewTag, Digest as asked
+	ref   string      // the reference to verify: repository[:tag][@digest]
+	// recorded marks a reference deliver verified and recorded earlier (promote's source,
+	// rollback's previous release): it names the build that ran, so a tag moved or deleted
+	// since is warned about, not refused.
+	recorded bool
+}
+
+// verifyImages confirms every image exists and returns the overrides to write (digest-pinned
+// when pin is set) in the order given.
+func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs []imageSpec, pin bool) ([]types.Image, error) {
+	end := r.rep.Phase("verify", fmt.Sprintf("checking %d image(s) in their registries", len(specs)))
+	out := make([]types.Image, 0, len(specs))
+	for _, s := range specs {
+		res, err := reg.Resolve(ctx, s.ref)
+		var moved *registry.TagMismatchError
+		if s.recorded && errors.As(err, &moved) {
+			now := "no longer exists"
+			if moved.TagDigest != "" {
+				now = "now points at " + moved.TagDigest
+			}
+			r.rep.Warnf("%s: tag %s of %s %s; keeping the recorded digest %s, the build that ran", s.image.Name, moved.Tag, moved.Repository, now, moved.Digest)
+			res, err = registry.Resolved{Digest: moved.Digest}, nil
+		}
+		if err != nil {
+			end(err)
+			return nil, err
+		}
+		img := s.image
+		if pin {
+			img.Digest = res.Digest
+		}
+		if res.TagDigest != "" && res.TagDigest != res.Digest {
+			r.rep.Logf("%s: %s -> %s (one platform's image of the index %s that tag %s points at)", img.Name, s.ref, res.Digest, res.TagDigest, res.Tag)
+		} else {
+			r.rep.Logf("%s: %s -> %s", img.Name, s.ref, res.Digest)
+		}
+		out = append(out, img)
+	}
+	end(nil)
+	return out, nil
 }

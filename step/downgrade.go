@@ -1,3 +1,5 @@
+// downgrade.go owns wiring the policy's downgrade guard to the registry and the cluster.
+
 package step
 
 import (

@@ -1,3 +1,6 @@
+// flags.go owns the flags several commands share and their binding into the packages'
+// options (config repo, registry, cluster, trigger, commit author).
+
 package step
 
 import (

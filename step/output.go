@@ -1,3 +1,6 @@
+// output.go owns what a run prints and reports: the action wrapper every command runs in,
+// error explanations, the result line and links to the config repo's forge.
+
 package step
 
 import (

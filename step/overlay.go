@@ -1,3 +1,6 @@
+// overlay.go owns the overlay edit as the commands see it: set or revert images, render,
+// check, and list what changed (editResult). Confinement and reading are package kustomize's.
+
 package step
 
 import (

@@ -1,3 +1,5 @@
+// promote.go owns `deliver promote`: one environment's images to another.
+
 package step
 
 import (

@@ -1,3 +1,6 @@
+// pullrequest.go owns --via pull-request: the proposal branch, the forge's pull request and
+// its body.
+
 package step
 
 import (

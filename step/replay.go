@@ -1,3 +1,6 @@
+// replay.go owns the replay of queued changes (group commit): the trailers a queued change
+// carries and how this run lands another run's change.
+
 package step
 
 import (

@@ -1,3 +1,5 @@
+// rollback.go owns `deliver rollback`: one image back to the release before the current one (or --tag).
+
 package step
 
 import (
