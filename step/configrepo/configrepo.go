@@ -254,23 +254,37 @@ func initRepo(dir, cleanURL string, opts Options, rem *remote) (*Repo, error) {
 // over MaxFileSize, and records it in r.fetched. always fetches even when the tip is here, and
 // without any blob: that is Deepen, for history, which reads commits only.
 func (r *Repo) fetchTip(ctx context.Context, depth int, haves []plumbing.Hash, always bool) error {
-	f := filter(r.opts.MaxFileSize)
+	req := fetchRequest{depth: depth, haves: haves, always: always}
 	if always {
-		f = packp.FilterBlobNone()
+		req.filter = packp.FilterBlobNone()
 	}
-	res, err := r.remote.fetch(ctx, r.st, fetchRequest{depth: depth, haves: haves, filter: f, always: always},
-		r.opts.MaxFileSize, r.dir)
+	res, err := r.fetch(ctx, req)
 	if err != nil {
 		return err
-	}
-	for h, size := range res.dropped {
-		r.wt.sizes[h] = size
 	}
 	if !res.filtered && len(res.dropped) > 0 {
 		r.opts.Logf("the server does not support partial clone (filters): fetched the whole branch and left out %d file(s) larger than %d bytes", len(res.dropped), r.opts.MaxFileSize)
 	}
 	r.fetched = res.tip
 	return nil
+}
+
+// fetch runs one fetch into the clone's storage, with the clone's file size limit: blobs over
+// MaxFileSize are filtered out (req.filter, when empty, asks the server for that) or dropped
+// while the pack is read, and the sizes of those dropped are recorded for the work tree's
+// placeholders. Every fetch of the clone goes through here.
+func (r *Repo) fetch(ctx context.Context, req fetchRequest) (fetchResult, error) {
+	if req.filter == "" {
+		req.filter = filter(r.opts.MaxFileSize)
+	}
+	res, err := r.remote.fetch(ctx, r.st, req, r.opts.MaxFileSize, r.dir)
+	if err != nil {
+		return res, err
+	}
+	for h, size := range res.dropped {
+		r.wt.sizes[h] = size
+	}
+	return res, nil
 }
 
 // moveTo points the branch at commit and makes the work tree hold its files.
@@ -716,17 +730,12 @@ func classify(doing string, err error) error {
 		errors.Is(err, transport.ErrInvalidAuthMethod), isSSHAuthError(err):
 		return fmt.Errorf("%w: %s: %v", ErrAuth, doing, err)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrEmptyRemoteRepository),
-		errors.Is(err, plumbing.ErrReferenceNotFound), isNoMatchingRef(err):
+		errors.Is(err, plumbing.ErrReferenceNotFound), errors.Is(err, errBranchMissing):
 		return fmt.Errorf("%w: %s: %v", ErrNotFound, doing, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isTransportError(err):
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, doing, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
-}
-
-func isNoMatchingRef(err error) bool {
-	var nm git.NoMatchingRefSpecError
-	return errors.As(err, &nm) || strings.Contains(err.Error(), "couldn't find remote ref")
 }
 
 func isSSHAuthError(err error) bool {
