@@ -55,6 +55,10 @@ var (
 	ErrRejected = errors.New("config repo rejected the push")
 	// ErrConflict: every attempt lost the race to other pushers.
 	ErrConflict = errors.New("config repo push kept losing to concurrent pushes")
+	// ErrUnknownHost: the SSH server's host is in no known_hosts file given (or there is no
+	// such file): the run's configuration lacks the host's key. A key that differs from the
+	// one known is ErrAuth.
+	ErrUnknownHost = errors.New("config repo: the SSH host is not known")
 )
 
 // DefaultMaxFileSize is Options.MaxFileSize when it is zero: the largest file kustomize
@@ -726,6 +730,8 @@ func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
 // classify wraps a go-git error in one of the package's sentinels.
 func classify(doing string, err error) error {
 	switch {
+	case errors.Is(err, ErrUnknownHost):
+		return fmt.Errorf("%s: %w", doing, err) // says which host and what to give already
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
 		errors.Is(err, transport.ErrInvalidAuthMethod), isSSHAuthError(err):
 		return fmt.Errorf("%w: %s: %v", ErrAuth, doing, err)
