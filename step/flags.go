@@ -136,7 +136,7 @@ func clusterFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagNamespace, Category: cat, EnvVars: env(flagNamespace), Usage: "namespace for objects the overlay leaves without one (default: the overlay's own namespace, else default)"},
 		&cli.BoolFlag{Name: flagPrune, Category: cat, EnvVars: env(flagPrune), Usage: "delete objects deliver applied before that are no longer in the overlay (ApplySet)"},
 		&cli.BoolFlag{Name: flagWait, Category: cat, EnvVars: env(flagWait), Value: true, Usage: "wait until every applied object is ready"},
-		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for the rollout wait (through Flux: for Flux to fetch, apply and roll out)"},
+		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for each step in the cluster: the check, the apply (or diff) and then the rollout wait (through Flux: for Flux to fetch, apply and roll out)"},
 		&cli.BoolFlag{Name: flagForceConfl, Category: cat, EnvVars: env(flagForceConfl), Usage: "take fields owned by other field managers"},
 	}, handOffFlags()...)
 }
