@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/types"
 
@@ -163,7 +162,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		if ap != nil {
 			landed, err = r.editOnParent(repo, req, res)
 		} else {
-			landed, err = editFromRecord(repo, res.Commit)
+			landed, err = editFromRecord(repo, res)
 		}
 	}
 	out.Previous = previousImages(landed)
@@ -343,15 +342,15 @@ func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res conf
 }
 
 // editFromRecord is what this run's edit did, as the record of the commit another run landed
-// it as says: the images it changed and what they were before.
-func editFromRecord(repo *configrepo.Repo, commit plumbing.Hash) (editResult, error) {
-	msg, err := repo.Message(commit)
+// it as (res.Commit) says: the images it changed and what they were before.
+func editFromRecord(repo *configrepo.Repo, res configrepo.Result) (editResult, error) {
+	msg, err := repo.Message(res.Commit)
 	if err != nil {
 		return editResult{}, fmt.Errorf("reading the landed commit: %w", err)
 	}
 	rec, err := release.Parse(msg)
 	if err != nil {
-		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
+		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(res.Commit.String()), err)
 	}
 	er := editResult{changes: rec.Images, previous: map[string]types.Image{}}
 	for _, ch := range rec.Images {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/urfave/cli/v2"
 
 	"github.com/deliverhq/deliver/step/ci"
@@ -96,7 +95,7 @@ func (r *runner) engineDiff(ctx context.Context, ap *applier, repo *configrepo.R
 	}
 	applied := false
 	if st.Applied != "" {
-		if applied, err = repo.Contains(ctx, plumbing.NewHash(st.Applied), tip); err != nil {
+		if applied, err = repo.Contains(ctx, st.Applied, tip.String()); err != nil {
 			end(err)
 			return err
 		}

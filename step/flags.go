@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 
@@ -223,7 +222,7 @@ func validateBranch(name string) error {
 	if name == "" {
 		return fmt.Errorf("--%s: no branch given", flagBranch)
 	}
-	if err := plumbing.NewBranchReferenceName(name).Validate(); err != nil || strings.HasPrefix(name, "-") {
+	if err := configrepo.ValidateBranch(name); err != nil {
 		return fmt.Errorf("--%s %q: not a valid git branch name (git refuses \"..\", spaces, control characters, ~ ^ : ? * [ \\, \"@{\", a leading \"-\", a part starting with \".\" or ending in \".lock\")", flagBranch, name)
 	}
 	return nil

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/resmap"
 
@@ -167,7 +166,7 @@ func (a *applier) sync(ctx context.Context, repo *configrepo.Repo, commit string
 	res, err := a.engine.Sync(ctx, engine.Request{
 		Commit: commit,
 		Contains: func(ctx context.Context, revision, commit string) (bool, error) {
-			return repo.Contains(ctx, plumbing.NewHash(revision), plumbing.NewHash(commit))
+			return repo.Contains(ctx, revision, commit)
 		},
 		Images: images, Reapply: reapply, SkipRollout: !a.wait, Timeout: a.timeout,
 		Progress: func(line string) {

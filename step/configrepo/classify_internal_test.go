@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
@@ -53,6 +54,34 @@ func TestIsNotOurRef(t *testing.T) {
 	for _, tt := range tests {
 		if got := isNotOurRef(tt.err); got != tt.want {
 			t.Errorf("isNotOurRef(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+// TestValidateBranch: the branch names git refuses, and a leading "-", are refused.
+func TestValidateBranch(t *testing.T) {
+	t.Parallel()
+	for name, ok := range map[string]bool{
+		"main": true, "release/1.2": true, "env-staging": true,
+		"a..b": false, "has space": false, "x~1": false, "a:b": false, "q?": false, "st*r": false, "[x": false, "back\\slash": false,
+		"a@{b": false, "-rf": false, ".hidden": false, "x.lock": false, "line\nbreak": false,
+	} {
+		if err := ValidateBranch(name); (err == nil) != ok {
+			t.Errorf("ValidateBranch(%q) = %v, want ok %t", name, err, ok)
+		}
+	}
+}
+
+// TestParseID: Contains takes full hex commit ids and nothing else.
+func TestParseID(t *testing.T) {
+	t.Parallel()
+	good := "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+	if h, err := parseID(good); err != nil || h.String() != good {
+		t.Errorf("parseID(%s) = %v, %v", good, h, err)
+	}
+	for _, id := range []string{"", "4b825dc6", good + "00", "main@sha1:" + good, strings.ToUpper(good[:39]) + "g"} {
+		if _, err := parseID(id); err == nil {
+			t.Errorf("parseID(%q) accepted it", id)
 		}
 	}
 }

@@ -395,3 +395,16 @@ func (w *cappedWriter) String() string {
 	}
 	return w.buf.String()
 }
+
+// ValidateBranch refuses a name git refuses as a branch name (git check-ref-format --branch:
+// "..", spaces, control characters, ~ ^ : ? * [ \, "@{", a part starting with "." or ending
+// in ".lock", ...), and one starting with "-", which git would read as an option.
+func ValidateBranch(name string) error {
+	if err := plumbing.NewBranchReferenceName(name).Validate(); err != nil {
+		return fmt.Errorf("not a valid git branch name %q: %w", name, err)
+	}
+	if strings.HasPrefix(name, "-") {
+		return fmt.Errorf("not a valid git branch name %q: it starts with \"-\"", name)
+	}
+	return nil
+}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -154,9 +153,7 @@ func (e *env) push(repo *configrepo.Repo, path, content string) string {
 }
 
 func containsIn(repo *configrepo.Repo) engine.Contains {
-	return func(ctx context.Context, revision, commit string) (bool, error) {
-		return repo.Contains(ctx, plumbing.NewHash(revision), plumbing.NewHash(commit))
-	}
+	return repo.Contains
 }
 
 // image returns the image web's Deployment runs, and its ready replicas.
