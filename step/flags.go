@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 
 	"github.com/deliverhq/deliver/step/ci"
@@ -369,7 +368,7 @@ func (r *runner) trigger(c *cli.Context) (ci.Trigger, string, error) {
 }
 
 // author is the commit author: flags, then the CI user, then "deliver".
-func (r *runner) author(c *cli.Context) object.Signature {
+func (r *runner) author(c *cli.Context) configrepo.Signature {
 	name, email := c.String(flagAuthorName), c.String(flagAuthorEmail)
 	if name == "" {
 		name = r.ci.Actor
@@ -383,7 +382,7 @@ func (r *runner) author(c *cli.Context) object.Signature {
 	if email == "" {
 		email = "deliver@localhost"
 	}
-	return object.Signature{Name: name, Email: email, When: time.Now()}
+	return configrepo.Signature{Name: name, Email: email, When: time.Now()}
 }
 
 var errNoImages = errors.New("no image given")

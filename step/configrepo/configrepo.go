@@ -42,6 +42,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
+// Signature is a commit's author or committer. When zero means the time of the commit.
+type Signature struct {
+	Name, Email string
+	When        time.Time
+}
+
 // Sentinel errors, wrapped with details.
 var (
 	// ErrAuth: the server refused the credentials (401/403, SSH auth, host key mismatch).
@@ -362,14 +368,15 @@ type Result struct {
 // Update applies edit, commits with author as author (and committer, unless Options names
 // one), signed when Options.Signer is set, and pushes, retrying on lost races. See the package
 // documentation.
-func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
+func (r *Repo) Update(ctx context.Context, author Signature, edit Edit) (Result, error) {
 	return r.UpdateChange(ctx, author, Change{Edit: edit})
 }
 
 // UpdateChange is Update for a change that may go through the queue (group commit, see
 // queue.go) when its first push loses the race and the change has a Request. Every commit it
 // makes carries the change's id (trailer Deliver-Change-Id).
-func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Change) (Result, error) {
+func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Result, error) {
+	author := object.Signature(sig)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	edit := ch.Edit

@@ -117,7 +117,7 @@ type Queued struct {
 	// Change.Request and the queue's trailers.
 	Message string
 	// Author is the owner's author.
-	Author object.Signature
+	Author Signature
 }
 
 // Refusal is a change refused on the tip it would have landed on: its owner exits with Code
@@ -700,7 +700,7 @@ func (r *Repo) prepareLanding(ctx context.Context, p *pending, takeover bool) (*
 				b.count.left++
 				continue
 			}
-			msg, paths, err = r.opts.Replay(ctx, r.Dir(), Queued{ID: q.id, Message: c.Message, Author: c.Author})
+			msg, paths, err = r.opts.Replay(ctx, r.Dir(), Queued{ID: q.id, Message: c.Message, Author: Signature(c.Author)})
 		}
 		r.touched = append(r.touched, paths...)
 		if err != nil {
