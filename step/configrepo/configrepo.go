@@ -552,13 +552,6 @@ func dedupe(hs []plumbing.Hash) []plumbing.Hash {
 	return out
 }
 
-// push pushes commit to the branch, without force: the server accepts it only as a
-// fast-forward of base, which is what makes a concurrent push detectable.
-func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) error {
-	_, _, err := r.pushOrQueue(ctx, base, commit, objects, nil)
-	return err
-}
-
 // queueing makes the queued form of a change when the change joins the queue (not before:
 // an uncontended push does not pay for it).
 type queueing struct {
@@ -585,9 +578,11 @@ func (q *queueing) get() *pending {
 	return q.p
 }
 
-// pushOrQueue is push; but with q (group commit), when the branch moved on from base or
-// other changes wait in the queue, it queues the change in the same session instead (queued;
-// refs are the server's refs then, with the change queued).
+// pushOrQueue pushes commit to the branch without force: the server accepts it only as a
+// fast-forward of base, which is what makes a concurrent push detectable. With q (group
+// commit), when the branch moved on from base or other changes wait in the queue, it queues
+// the change in the same session instead (queued; refs are the server's refs then, with the
+// change queued).
 func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing) (queued bool, refs map[string]plumbing.Hash, err error) {
 	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
 	defer r.timed(time.Now())
