@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/kustomize/api/types"
 
@@ -87,7 +86,7 @@ func TestContentionExperiment(t *testing.T) {
 							}
 							return "deploy " + svc, []string{"overlays/p2/kustomization.yaml"}, nil
 						}
-						author := object.Signature{Name: "bench", Email: "bench@example.invalid", When: time.Now()}
+						author := configrepo.Signature{Name: "bench", Email: "bench@example.invalid", When: time.Now()}
 						res, err := repo.Update(ctx, author, edit)
 						attempts.Add(int64(res.Attempts))
 						return err

@@ -1,9 +1,12 @@
 // Package step is deliver's command line: it binds and validates flags (each also read from a
 // DELIVER_* environment variable), and runs the commands (deploy, rollback, promote, lock,
 // set-image, ...) by orchestrating the packages that do the work: registry (verify and pin
-// images), configrepo (clone, commit, push with retry), the kustomize package (edit and build
-// overlays), cluster (apply, prune, wait) and ci (reporting). The app never exits the process;
-// main maps the returned error to an exit code with ExitCode.
+// images), configrepo (clone, commit, push with retry, the queue), the kustomize package (edit,
+// confine and build overlays), policy (deliver.yaml: locks, rules, the downgrade guard), release
+// (the records in commit messages), cluster (apply, prune, wait), engine (the hand-off to Flux),
+// forge (pull requests), signing (commit signatures) and ci (the CI context and reporting).
+// Main runs one invocation in-process, reading only its IO, and returns the exit code (ExitCode
+// maps an error to it); it never exits the process.
 package step
 
 import (
@@ -128,7 +131,8 @@ func (r *runner) newApp() *cli.App {
 			&cli.StringFlag{Name: flagDotenvPrefix, EnvVars: env(flagDotenvPrefix), Usage: "GitLab: prefix of the job's own copy of the dotenv keys (default DELIVER_<ENV>_, as in DELIVER_STAGING_COMMIT_SHA)"},
 			&cli.StringFlag{Name: flagReport, EnvVars: env(flagReport), Usage: "write the outcome as JSON to this file: images before and after, config commit, rollout per object, a dry run's diff (for later CI jobs)"},
 		},
-		// Only main decides the exit code; urfave/cli must not call os.Exit from inside Run.
+		// Only Main decides the exit code (ExitCode); urfave/cli must not call os.Exit from
+		// inside Run.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usage(err)

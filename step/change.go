@@ -1,3 +1,6 @@
+// change.go owns the change path deploy, rollback and promote share once their images are
+// known: bind, verify the images, edit under the policy, push, apply, and revert on failure.
+
 package step
 
 import (
@@ -8,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/urfave/cli/v2"
 	"sigs.k8s.io/kustomize/api/types"
 
@@ -121,7 +123,9 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		var before func(dir string) error
 		if mode == policy.ViaPullRequest {
 			before = func(dir string) (err error) {
-				prop.path, prop.before, err = readOverlayFile(dir, req.overlay)
+				var b []byte
+				prop.path, b, err = kustomize.ReadKustomization(dir, req.overlay)
+				prop.before = string(b)
 				return err
 			}
 		}
@@ -138,9 +142,11 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			}
 		}
 		if mode == policy.ViaPullRequest {
-			if _, prop.after, err = readOverlayFile(dir, req.overlay); err != nil {
+			_, b, err := kustomize.ReadKustomization(dir, req.overlay)
+			if err != nil {
 				return "", paths, err
 			}
+			prop.after = string(b)
 		}
 		return msg, paths, nil
 	}
@@ -156,7 +162,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		if ap != nil {
 			landed, err = r.editOnParent(repo, req, res)
 		} else {
-			landed, err = editFromRecord(repo, res.Commit)
+			landed, err = editFromRecord(repo, res)
 		}
 	}
 	out.Previous = previousImages(landed)
@@ -192,7 +198,7 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	}
 	var reverted editResult
 	res, err := r.push(ctx, repo, c, func(ctx context.Context, dir string) (string, []string, error) {
-		_, now, err := kustomize.ReadImages(overlayDir(dir, req.overlay))
+		now, err := kustomize.ReadOverlayImages(dir, req.overlay)
 		if err != nil {
 			return "", nil, err
 		}
@@ -336,15 +342,15 @@ func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res conf
 }
 
 // editFromRecord is what this run's edit did, as the record of the commit another run landed
-// it as says: the images it changed and what they were before.
-func editFromRecord(repo *configrepo.Repo, commit plumbing.Hash) (editResult, error) {
-	msg, err := repo.Message(commit)
+// it as (res.Commit) says: the images it changed and what they were before.
+func editFromRecord(repo *configrepo.Repo, res configrepo.Result) (editResult, error) {
+	msg, err := repo.Message(res.Commit)
 	if err != nil {
 		return editResult{}, fmt.Errorf("reading the landed commit: %w", err)
 	}
 	rec, err := release.Parse(msg)
 	if err != nil {
-		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(commit.String()), err)
+		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(res.Commit.String()), err)
 	}
 	er := editResult{changes: rec.Images, previous: map[string]types.Image{}}
 	for _, ch := range rec.Images {
@@ -384,9 +390,54 @@ func (r *runner) checkPolicy(ctx context.Context, dir string, req changeRequest,
 		forced = true
 	}
 	if guard != nil && req.trigger == ci.TriggerAutomated && !pol.DowngradeAllowed(req.envName) {
-		if err := checkDowngrade(ctx, guard, overlayDir(dir, req.overlay), req.images); err != nil {
+		if err := checkDowngrade(ctx, guard, dir, req.overlay, req.images); err != nil {
 			return false, err
 		}
 	}
 	return forced, nil
+}
+
+// imageSpec is one --image: the override to set and the reference to verify.
+type imageSpec struct {
+	image types.Image // Name, NewName, NewTag, Digest as asked
+	ref   string      // the reference to verify: repository[:tag][@digest]
+	// recorded marks a reference deliver verified and recorded earlier (promote's source,
+	// rollback's previous release): it names the build that ran, so a tag moved or deleted
+	// since is warned about, not refused.
+	recorded bool
+}
+
+// verifyImages confirms every image exists and returns the overrides to write (digest-pinned
+// when pin is set) in the order given.
+func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs []imageSpec, pin bool) ([]types.Image, error) {
+	end := r.rep.Phase("verify", fmt.Sprintf("checking %d image(s) in their registries", len(specs)))
+	out := make([]types.Image, 0, len(specs))
+	for _, s := range specs {
+		res, err := reg.Resolve(ctx, s.ref)
+		var moved *registry.TagMismatchError
+		if s.recorded && errors.As(err, &moved) {
+			now := "no longer exists"
+			if moved.TagDigest != "" {
+				now = "now points at " + moved.TagDigest
+			}
+			r.rep.Warnf("%s: tag %s of %s %s; keeping the recorded digest %s, the build that ran", s.image.Name, moved.Tag, moved.Repository, now, moved.Digest)
+			res, err = registry.Resolved{Digest: moved.Digest}, nil
+		}
+		if err != nil {
+			end(err)
+			return nil, err
+		}
+		img := s.image
+		if pin {
+			img.Digest = res.Digest
+		}
+		if res.TagDigest != "" && res.TagDigest != res.Digest {
+			r.rep.Logf("%s: %s -> %s (one platform's image of the index %s that tag %s points at)", img.Name, s.ref, res.Digest, res.TagDigest, res.Tag)
+		} else {
+			r.rep.Logf("%s: %s -> %s", img.Name, s.ref, res.Digest)
+		}
+		out = append(out, img)
+	}
+	end(nil)
+	return out, nil
 }

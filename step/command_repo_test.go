@@ -3,6 +3,7 @@ package step_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -22,7 +23,9 @@ func TestSSHConfigRepo(t *testing.T) {
 	s.PushImage(t, "team/web", "1.1.0")
 	ss := testenv.NewSSHServer(t, s.Git)
 	dir := t.TempDir()
-	fixture.WriteFiles(t, dir, map[string]string{"keys/deploy-key": string(ss.ClientKeyPEM), "keys/known_hosts": ss.KnownHosts + "\n"})
+	other := testenv.NewSSHServer(t, s.Git) // another host key, for a known_hosts entry that does not match
+	fixture.WriteFiles(t, dir, map[string]string{"keys/deploy-key": string(ss.ClientKeyPEM), "keys/known_hosts": ss.KnownHosts + "\n",
+		"keys/other_hosts": "[127.0.0.1]:1 " + ss.HostKey + "\n", "keys/changed_hosts": strings.Fields(ss.KnownHosts)[0] + " " + other.HostKey + "\n"})
 	deploy := func(tag string, extra ...string) []string {
 		return args([]string{"deploy", "--env", "staging", "--no-apply", "--config-repo", ss.RepoURL(s.Name), "--ssh-key-file", "keys/deploy-key",
 			"--image", "web=" + s.Reg.Ref("team/web", tag)}, extra)
@@ -36,8 +39,15 @@ func TestSSHConfigRepo(t *testing.T) {
 	}{
 		{"--ssh-known-hosts", nil, deploy("1.0.0", "--ssh-known-hosts", "keys/known_hosts"), want{code: 0, stdout: `changed=true`}, true},
 		{"SSH_KNOWN_HOSTS", []string{"SSH_KNOWN_HOSTS=keys/known_hosts"}, deploy("1.1.0"), want{code: 0, stdout: `changed=true`}, true},
-		// Exit 1 today; the refusal is of the run's configuration, which exit 2 would say better.
-		{"no known_hosts", nil, deploy("1.0.0"), want{code: anyFailure, stderr: errLine("no known_hosts to check the server against (give --ssh-known-hosts or --ssh-host-key)")}, false},
+		// A host whose key the run was not given is the run's configuration at fault: exit 2,
+		// naming the host and how to give its key; a key that differs is refused as auth.
+		{"no known_hosts", nil, deploy("1.0.0"), want{code: step.ExitUsage, stderr: errLine("the SSH host is not known: 127.0.0.1: no known_hosts file to check it against")}, false},
+		{"no known_hosts: the hint", nil, deploy("1.0.0"), want{code: step.ExitUsage, stderr: regexp.QuoteMeta("give --ssh-known-hosts FILE")}, false},
+		{"known_hosts without the host", nil, deploy("1.0.0", "--ssh-known-hosts", "keys/other_hosts"),
+			want{code: step.ExitUsage, stderr: errLine("the SSH host is not known: " + ss.Addr + " (ssh-ed25519 key SHA256:")}, false},
+		{"known_hosts without the host: the hint", []string{"SSH_KNOWN_HOSTS=keys/other_hosts"}, deploy("1.0.0"),
+			want{code: step.ExitUsage, stderr: regexp.QuoteMeta("give --ssh-known-hosts FILE")}, false},
+		{"known_hosts with another key", nil, deploy("1.0.0", "--ssh-known-hosts", "keys/changed_hosts"), want{code: step.ExitAuth, stderr: errLine("knownhosts: key mismatch")}, false},
 		{"key file missing", nil, deploy("1.0.0", "--ssh-key-file", "keys/missing"), want{code: step.ExitUsage, stderr: errLine("--ssh-key-file: open " + filepath.Join(dir, "keys/missing"))}, false},
 		{"signing key file missing", nil, deploy("1.0.0", "--ssh-known-hosts", "keys/known_hosts", "--signing-key-file", "keys/signing"),
 			want{code: step.ExitUsage, stderr: errLine("--signing-key-file: open " + filepath.Join(dir, "keys/signing"))}, false},

@@ -1,3 +1,5 @@
+// commitsigning.go owns --signing-key: binding the key that signs every commit deliver makes.
+
 package step
 
 import (

@@ -1,11 +1,10 @@
+// deploy.go owns `deliver deploy`: its flags, --image parsing, and the dry run.
+
 package step
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/urfave/cli/v2"
@@ -14,7 +13,6 @@ import (
 	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step/ci"
 	"github.com/deliverhq/deliver/step/configrepo"
-	"github.com/deliverhq/deliver/step/registry"
 	"github.com/deliverhq/deliver/step/release"
 )
 
@@ -38,16 +36,6 @@ func (r *runner) deployCommand() *cli.Command {
 		Flags:     flags,
 		Action:    r.withReporter(r.deploy),
 	}
-}
-
-// imageSpec is one --image: the override to set and the reference to verify.
-type imageSpec struct {
-	image types.Image // Name, NewName, NewTag, Digest as asked
-	ref   string      // the reference to verify: repository[:tag][@digest]
-	// recorded marks a reference deliver verified and recorded earlier (promote's source,
-	// rollback's previous release): it names the build that ran, so a tag moved or deleted
-	// since is warned about, not refused.
-	recorded bool
 }
 
 // parseImageSpecs parses --image values for commands that set concrete images.
@@ -76,41 +64,6 @@ func parseImageSpecs(values []string) ([]imageSpec, error) {
 		specs = append(specs, imageSpec{image: img, ref: kustomize.FormatImage(img)})
 	}
 	return specs, nil
-}
-
-// verifyImages confirms every image exists and returns the overrides to write (digest-pinned
-// when pin is set) in the order given.
-func (r *runner) verifyImages(ctx context.Context, reg *registry.Client, specs []imageSpec, pin bool) ([]types.Image, error) {
-	end := r.rep.Phase("verify", fmt.Sprintf("checking %d image(s) in their registries", len(specs)))
-	out := make([]types.Image, 0, len(specs))
-	for _, s := range specs {
-		res, err := reg.Resolve(ctx, s.ref)
-		var moved *registry.TagMismatchError
-		if s.recorded && errors.As(err, &moved) {
-			now := "no longer exists"
-			if moved.TagDigest != "" {
-				now = "now points at " + moved.TagDigest
-			}
-			r.rep.Warnf("%s: tag %s of %s %s; keeping the recorded digest %s, the build that ran", s.image.Name, moved.Tag, moved.Repository, now, moved.Digest)
-			res, err = registry.Resolved{Digest: moved.Digest}, nil
-		}
-		if err != nil {
-			end(err)
-			return nil, err
-		}
-		img := s.image
-		if pin {
-			img.Digest = res.Digest
-		}
-		if res.TagDigest != "" && res.TagDigest != res.Digest {
-			r.rep.Logf("%s: %s -> %s (one platform's image of the index %s that tag %s points at)", img.Name, s.ref, res.Digest, res.TagDigest, res.Tag)
-		} else {
-			r.rep.Logf("%s: %s -> %s", img.Name, s.ref, res.Digest)
-		}
-		out = append(out, img)
-	}
-	end(nil)
-	return out, nil
 }
 
 // deploy is `deliver deploy`.
@@ -172,77 +125,23 @@ func (r *runner) deploy(ctx context.Context, c *cli.Context) (ci.Outcome, error)
 	}, out)
 }
 
-// clone runs the clone phase.
-func (r *runner) clone(ctx context.Context, opts configrepo.Options) (*configrepo.Repo, error) {
-	end := r.rep.Phase("clone", fmt.Sprintf("%s (branch %s, depth 1)", opts.URL, opts.Branch))
-	repo, err := configrepo.Clone(ctx, opts)
-	if err != nil {
-		end(err)
-		return nil, err
-	}
-	if head, herr := repo.Head(); herr == nil {
-		r.rep.Logf("at %s", short(head.String()))
-	}
-	r.recordCheckout(repo)
-	end(nil)
-	return repo, nil
-}
-
-// push runs the commit-and-push phase.
-func (r *runner) push(ctx context.Context, repo *configrepo.Repo, c *cli.Context, edit configrepo.Edit) (configrepo.Result, error) {
-	return r.pushChange(ctx, repo, c, configrepo.Change{Edit: edit})
-}
-
-// pushChange runs the commit-and-push phase of a change that may wait in the config repo's
-// queue when other pipelines push at the same time (group commit).
-func (r *runner) pushChange(ctx context.Context, repo *configrepo.Repo, c *cli.Context, change configrepo.Change) (configrepo.Result, error) {
-	end := r.rep.Phase("push", "commit and push; if other pipelines push at the same time, land the changes together")
-	edit := change.Edit
-	change.Edit = func(ctx context.Context, dir string) (string, []string, error) {
-		r.readCheckout(repo) // the tip this attempt edits: an error about a file links it there
-		return edit(ctx, dir)
-	}
-	res, err := repo.UpdateChange(ctx, r.author(c), change)
-	if err != nil {
-		end(err)
-		return res, err
-	}
-	switch {
-	case res.Changed && res.LandedBy != "":
-		r.rep.Logf("landed by %s as %s on %s (the change waited in the queue; %d push attempt(s) of this run)", res.LandedBy, short(res.Commit.String()), short(res.Parent.String()), res.Attempts)
-	case res.Changed && res.Landed > 1:
-		r.rep.Logf("pushed %s on %s after %d attempt(s), landing %d queued change(s) of other pipelines in the same push", short(res.Commit.String()), short(res.Parent.String()), res.Attempts, res.Landed-1)
-	case res.Changed:
-		r.rep.Logf("pushed %s on %s after %d attempt(s)", short(res.Commit.String()), short(res.Parent.String()), res.Attempts)
-	default:
-		r.rep.Logf("already up to date at %s: nothing to commit", short(res.Commit.String()))
-	}
-	end(nil)
-	return res, nil
-}
-
 // dryRun shows what deploy would do: the overlay diff and the cluster's server-side dry run.
 func (r *runner) dryRun(ctx context.Context, repo *configrepo.Repo, overlay, envName string, images []types.Image, ap *applier, out ci.Outcome) (ci.Outcome, error) {
 	end := r.rep.Phase("edit", "dry run: editing the overlay in the clone only")
-	file, err := kustomize.FindKustomization(filepath.Join(repo.Dir(), filepath.FromSlash(overlay)))
+	_, before, err := kustomize.ReadKustomization(repo.Dir(), overlay)
 	if err != nil {
 		end(err)
 		return out, err
-	}
-	before, err := os.ReadFile(file)
-	if err != nil {
-		end(err)
-		return out, fmt.Errorf("reading %s: %w", file, err)
 	}
 	er, err := setOverlayImages(repo.Dir(), overlay, images)
 	if err != nil {
 		end(err)
 		return out, err
 	}
-	after, err := os.ReadFile(file)
+	_, after, err := kustomize.ReadKustomization(repo.Dir(), overlay)
 	if err != nil {
 		end(err)
-		return out, fmt.Errorf("reading %s: %w", file, err)
+		return out, err
 	}
 	end(nil)
 	out.Changed, out.Previous = len(er.changes) > 0, previousImages(er)

@@ -1,3 +1,5 @@
+// downgrade.go owns wiring the policy's downgrade guard to the registry and the cluster.
+
 package step
 
 import (
@@ -60,8 +62,8 @@ func (r *runner) newDowngradeGuard(reg *registry.Client, ap *applier) *policy.Do
 
 // checkDowngrade runs the downgrade guard on the images the overlay in dir sets now and the
 // ones the change sets.
-func checkDowngrade(ctx context.Context, guard *policy.DowngradeGuard, dir string, images []types.Image) error {
-	_, current, err := kustomize.ReadImages(dir)
+func checkDowngrade(ctx context.Context, guard *policy.DowngradeGuard, root, overlay string, images []types.Image) error {
+	current, err := kustomize.ReadOverlayImages(root, overlay)
 	if err != nil {
 		return err
 	}

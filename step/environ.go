@@ -1,3 +1,6 @@
+// environ.go owns reading flags from the run's environment (DELIVER_* variables) and
+// resolving paths against the run's working directory.
+
 package step
 
 import (

@@ -17,7 +17,8 @@ const (
 	ExitOK = 0
 	// ExitFailure: a failure not classified below; also `deliver diff` finding drift.
 	ExitFailure = 1
-	// ExitUsage: bad input: flags, environment names, image references, overlays, YAML; a Flux
+	// ExitUsage: bad input: flags, environment names, image references, overlays, YAML; an SSH
+	// host the known_hosts given do not list (a key that differs is ExitAuth); a Flux
 	// Kustomization that does not exist, a cluster without Flux, a Flux setup deliver cannot
 	// follow.
 	ExitUsage = 2
@@ -104,6 +105,8 @@ func ExitCode(err error) int {
 		return ExitApply
 	case errors.Is(err, registry.ErrNotFound):
 		return ExitImageNotFound
+	case errors.Is(err, configrepo.ErrUnknownHost):
+		return ExitUsage // the run lacks the host's key: configuration, not refused credentials
 	case errors.Is(err, registry.ErrUnauthorized), errors.Is(err, configrepo.ErrAuth), errors.Is(err, cluster.ErrUnauthorized):
 		return ExitAuth
 	case errors.Is(err, registry.ErrUnreachable):

@@ -1,3 +1,6 @@
+// flags.go owns the flags several commands share and their binding into the packages'
+// options (config repo, registry, cluster, trigger, commit author).
+
 package step
 
 import (
@@ -12,8 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/urfave/cli/v2"
 
 	"github.com/deliverhq/deliver/step/ci"
@@ -133,7 +134,7 @@ func clusterFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagNamespace, Category: cat, EnvVars: env(flagNamespace), Usage: "namespace for objects the overlay leaves without one (default: the overlay's own namespace, else default)"},
 		&cli.BoolFlag{Name: flagPrune, Category: cat, EnvVars: env(flagPrune), Usage: "delete objects deliver applied before that are no longer in the overlay (ApplySet)"},
 		&cli.BoolFlag{Name: flagWait, Category: cat, EnvVars: env(flagWait), Value: true, Usage: "wait until every applied object is ready"},
-		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for the rollout wait (through Flux: for Flux to fetch, apply and roll out)"},
+		&cli.DurationFlag{Name: flagTimeout, Category: cat, EnvVars: env(flagTimeout), Value: 5 * time.Minute, Usage: "time limit for each step in the cluster: the check, the apply (or diff) and then the rollout wait (through Flux: for Flux to fetch, apply and roll out)"},
 		&cli.BoolFlag{Name: flagForceConfl, Category: cat, EnvVars: env(flagForceConfl), Usage: "take fields owned by other field managers"},
 	}, handOffFlags()...)
 }
@@ -220,7 +221,7 @@ func validateBranch(name string) error {
 	if name == "" {
 		return fmt.Errorf("--%s: no branch given", flagBranch)
 	}
-	if err := plumbing.NewBranchReferenceName(name).Validate(); err != nil || strings.HasPrefix(name, "-") {
+	if err := configrepo.ValidateBranch(name); err != nil {
 		return fmt.Errorf("--%s %q: not a valid git branch name (git refuses \"..\", spaces, control characters, ~ ^ : ? * [ \\, \"@{\", a leading \"-\", a part starting with \".\" or ending in \".lock\")", flagBranch, name)
 	}
 	return nil
@@ -367,7 +368,7 @@ func (r *runner) trigger(c *cli.Context) (ci.Trigger, string, error) {
 }
 
 // author is the commit author: flags, then the CI user, then "deliver".
-func (r *runner) author(c *cli.Context) object.Signature {
+func (r *runner) author(c *cli.Context) configrepo.Signature {
 	name, email := c.String(flagAuthorName), c.String(flagAuthorEmail)
 	if name == "" {
 		name = r.ci.Actor
@@ -381,7 +382,7 @@ func (r *runner) author(c *cli.Context) object.Signature {
 	if email == "" {
 		email = "deliver@localhost"
 	}
-	return object.Signature{Name: name, Email: email, When: time.Now()}
+	return configrepo.Signature{Name: name, Email: email, When: time.Now()}
 }
 
 var errNoImages = errors.New("no image given")

@@ -1,3 +1,6 @@
+// hint.go owns hints that name flags the way the run sets them (flag, DELIVER_* variable or
+// action input).
+
 package step
 
 import (

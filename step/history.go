@@ -1,3 +1,5 @@
+// history.go owns `deliver history`: an environment's releases, read from the branch.
+
 package step
 
 import (

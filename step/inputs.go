@@ -1,3 +1,5 @@
+// inputs.go owns the GitHub Action's and GitLab component's inputs, mapped onto flags.
+
 package step
 
 import (

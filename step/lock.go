@@ -1,3 +1,5 @@
+// lock.go owns `deliver lock` and `deliver unlock`: the lock entries in deliver.yaml.
+
 package step
 
 import (

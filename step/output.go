@@ -1,3 +1,6 @@
+// output.go owns what a run prints and reports: the action wrapper every command runs in,
+// error explanations, the result line and links to the config repo's forge.
+
 package step
 
 import (
@@ -78,7 +81,7 @@ func (r *runner) explain(err error) error {
 	msg := err.Error()
 	if r.checkout != nil {
 		for _, root := range r.checkout.roots {
-			inRepo(root, err) // a kustomization file's error: its path, for annotations
+			kustomize.RootRelative(root, err) // a kustomization file's error: its path, for annotations
 		}
 		msg = err.Error()
 		for _, root := range r.checkout.roots {

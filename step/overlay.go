@@ -1,3 +1,6 @@
+// overlay.go owns the overlay edit as the commands see it: set or revert images, render,
+// check, and list what changed (editResult). Confinement and reading are package kustomize's.
+
 package step
 
 import (
@@ -24,29 +27,6 @@ type editResult struct {
 	rendered resmap.ResMap
 }
 
-// confinedOverlay returns the overlay's directory in the clone at root, refusing one that is,
-// or passes through, a symlink leading out of the repo: deliver edits files there.
-func confinedOverlay(root, overlay string) (string, error) {
-	dir := overlayDir(root, overlay)
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return "", fmt.Errorf("resolving the clone's root: %w", err)
-	}
-	realDir, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return dir, nil // missing: FindKustomization reports it
-	}
-	if rel, err := filepath.Rel(realRoot, realDir); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", usage(fmt.Errorf("overlay %s: %w (it is a symlink to %s)", overlay, kustomize.ErrOutsideRoot, realDir))
-	}
-	return dir, nil
-}
-
-// overlayDir is the overlay's directory in the clone at root.
-func overlayDir(root, overlay string) string {
-	return filepath.Join(root, filepath.FromSlash(overlay))
-}
-
 // setOverlayImages edits the overlay at root/overlay, proves it still renders and that
 // every image it set is what the objects run, and returns what changed (nothing when the
 // overlay already held the images). An image that no object uses, or that the objects end
@@ -59,7 +39,7 @@ func setOverlayImages(root, overlay string, images []types.Image) (editResult, e
 	res, err := editOverlay(root, overlay, names, true, func(dir string) (bool, error) {
 		return kustomize.SetImages(dir, images)
 	})
-	return res, inRepo(root, err)
+	return res, kustomize.RootRelative(root, err)
 }
 
 // revertOverlayImages undoes an edit: it sets the entries in restore back to those exact
@@ -80,7 +60,7 @@ func revertOverlayImages(root, overlay string, restore []types.Image, remove []s
 		removed, err := kustomize.RemoveImages(dir, remove)
 		return set || removed, err
 	})
-	return res, inRepo(root, err)
+	return res, kustomize.RootRelative(root, err)
 }
 
 // editOverlay runs edit on the overlay's directory, renders the result (checking, with
@@ -88,7 +68,7 @@ func revertOverlayImages(root, overlay string, restore []types.Image, remove []s
 // named images, in the order of names. An entry that is gone is listed with To the bare
 // name: the reference the manifests give the image themselves.
 func editOverlay(root, overlay string, names []string, check bool, edit func(dir string) (bool, error)) (editResult, error) {
-	dir, err := confinedOverlay(root, overlay)
+	dir, err := kustomize.OverlayDir(root, overlay)
 	if err != nil {
 		return editResult{}, err
 	}
@@ -150,12 +130,12 @@ func editOverlay(root, overlay string, names []string, check bool, edit func(dir
 
 // checkOverlay gives a clear error when the environment has no overlay in the repo.
 func checkOverlay(root, overlay, envName string) error {
-	dir, err := confinedOverlay(root, overlay)
+	dir, err := kustomize.OverlayDir(root, overlay)
 	if err != nil {
 		return err
 	}
 	if _, err := kustomize.FindKustomization(dir); err != nil {
-		err = inRepo(root, err)
+		err = kustomize.RootRelative(root, err)
 		if errors.Is(err, kustomize.ErrNoKustomization) {
 			hint := ""
 			if entries, rerr := os.ReadDir(filepath.Dir(dir)); rerr == nil {
@@ -174,17 +154,4 @@ func checkOverlay(root, overlay, envName string) error {
 		return err
 	}
 	return nil
-}
-
-// inRepo rewrites the path of a kustomization file error to be relative to the config repo's
-// root (the clone lives in a temporary directory nobody cares about), for messages and CI
-// annotations.
-func inRepo(root string, err error) error {
-	var fe *kustomize.FileError
-	if errors.As(err, &fe) && filepath.IsAbs(fe.Path) {
-		if rel, rerr := filepath.Rel(root, fe.Path); rerr == nil && !strings.HasPrefix(rel, "..") {
-			fe.Path = filepath.ToSlash(rel)
-		}
-	}
-	return err
 }

@@ -1,3 +1,5 @@
+// promote.go owns `deliver promote`: one environment's images to another.
+
 package step
 
 import (
@@ -69,9 +71,9 @@ func (r *runner) promote(ctx context.Context, c *cli.Context) (ci.Outcome, error
 			return out, err
 		}
 	}
-	_, source, err := kustomize.ReadImages(overlayDir(repo.Dir(), fromOverlay))
+	source, err := kustomize.ReadOverlayImages(repo.Dir(), fromOverlay)
 	if err != nil {
-		return out, inRepo(repo.Dir(), err)
+		return out, err
 	}
 	wanted := splitList(c.StringSlice(flagImage))
 	var specs []imageSpec

@@ -1,3 +1,6 @@
+// pullrequest.go owns --via pull-request: the proposal branch, the forge's pull request and
+// its body.
+
 package step
 
 import (
@@ -7,15 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/urfave/cli/v2"
 
-	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step/ci"
 	"github.com/deliverhq/deliver/step/configrepo"
 	"github.com/deliverhq/deliver/step/forge"
@@ -329,20 +329,6 @@ func (r *runner) pullRequestBody(req changeRequest, landed editResult, prop prop
 		fmt.Fprintf(&b, "\n<details><summary>Overlay diff</summary>\n\n```diff\n%s```\n</details>\n", diff)
 	}
 	return b.String()
-}
-
-// readOverlayFile returns the overlay's kustomization file, relative to dir, and its content.
-func readOverlayFile(dir, overlay string) (string, string, error) {
-	file, err := kustomize.FindKustomization(filepath.Join(dir, filepath.FromSlash(overlay)))
-	if err != nil {
-		return "", "", err
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", "", fmt.Errorf("reading %s: %w", file, err)
-	}
-	rel, _ := filepath.Rel(dir, file)
-	return filepath.ToSlash(rel), string(b), nil
 }
 
 // protectedHint adds to a push refused by a protected branch how to deploy there instead.

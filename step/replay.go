@@ -1,3 +1,6 @@
+// replay.go owns the replay of queued changes (group commit): the trailers a queued change
+// carries and how this run lands another run's change.
+
 package step
 
 import (
@@ -205,7 +208,7 @@ func (r *runner) replayChange(ctx context.Context, dir string, q queuedChange, g
 	// read the registry, which this run may not be able to: then the change waits for its
 	// owner rather than being judged by a guess.
 	if trigger == ci.TriggerAutomated {
-		same, err := runsPrevious(overlayDir(dir, q.overlay), q.rec)
+		same, err := runsPrevious(dir, q.overlay, q.rec)
 		if err != nil {
 			return "", nil, err
 		}
@@ -230,8 +233,8 @@ func (r *runner) replayChange(ctx context.Context, dir string, q queuedChange, g
 
 // runsPrevious reports whether the overlay in dir sets every image of the record to what the
 // record says it replaced (an image the record added is absent).
-func runsPrevious(dir string, rec release.Record) (bool, error) {
-	_, current, err := kustomize.ReadImages(dir)
+func runsPrevious(root, overlay string, rec release.Record) (bool, error) {
+	current, err := kustomize.ReadOverlayImages(root, overlay)
 	if err != nil {
 		return false, err
 	}

@@ -1,3 +1,5 @@
+// rollback.go owns `deliver rollback`: one image back to the release before the current one (or --tag).
+
 package step
 
 import (
@@ -72,9 +74,9 @@ func (r *runner) rollback(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	if err := checkOverlay(repo.Dir(), overlay, envName); err != nil {
 		return out, err
 	}
-	_, current, err := kustomize.ReadImages(overlayDir(repo.Dir(), overlay))
+	current, err := kustomize.ReadOverlayImages(repo.Dir(), overlay)
 	if err != nil {
-		return out, inRepo(repo.Dir(), err)
+		return out, err
 	}
 	var cur *types.Image
 	for i := range current {

@@ -1,3 +1,5 @@
+// secrets.go owns registering every secret flag's value for redaction, once per run.
+
 package step
 
 import (

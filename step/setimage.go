@@ -1,3 +1,5 @@
+// setimage.go owns `deliver set-image`: the overlay edit alone, offline, in a local directory.
+
 package step
 
 import (

@@ -1,6 +1,9 @@
 // Package ci knows the CI system deliver runs in: it reads the variables GitLab CI and GitHub
 // Actions set for a job (source repository, commit, pipeline URL, actor, what triggered the
-// pipeline) into one provider-neutral Context, so the rest of deliver never reads CI variables.
+// pipeline) into one provider-neutral Context, reads the GitHub Action's inputs (ActionInputs,
+// ActionEnv), and reports progress and results the way each system shows them. The
+// credentials and API addresses CI provides (CI_REGISTRY_PASSWORD, GITHUB_TOKEN, CI_API_V4_URL
+// ...) are read where they are used: the registry's keychain, the forge client and step.
 package ci
 
 import "strings"
@@ -51,7 +54,7 @@ type Context struct {
 	Action bool
 }
 
-// Detect reads the CI context from an environment lookup function (os.Getenv in production).
+// Detect reads the CI context from an environment lookup function (the run's, step.IO.Getenv).
 func Detect(getenv func(string) string) Context {
 	switch {
 	case getenv("GITHUB_ACTIONS") == "true":

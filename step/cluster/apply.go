@@ -8,9 +8,9 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -374,35 +374,30 @@ func (c *Client) applyAll(ctx context.Context, members []*member, opts ApplyOpti
 	// their errors are their own, never a cancellation of ours.
 	stop, cancel := context.WithCancel(ctx)
 	defer cancel()
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < min(applyWorkers, len(members)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				m := members[i]
-				if opts.DryRun && (m.mapping == nil || newNamespaces[m.ref.Namespace]) {
-					results[i] = outcome{ref: m.ref, action: ActionCreated, result: m.obj}
-					continue
-				}
-				results[i], errs[i] = c.applyMember(ctx, m, opts, live)
-				if errs[i] != nil {
-					cancel() // stop handing out work; members in flight finish
-				}
-			}
-		}()
-	}
-feed:
-	for i := range members {
-		select {
-		case next <- i:
-		case <-stop.Done():
-			break feed
+	var g errgroup.Group
+	g.SetLimit(applyWorkers)
+	for i, m := range members {
+		if stop.Err() != nil {
+			break
 		}
+		g.Go(func() error {
+			if stop.Err() != nil {
+				return nil // handed out as another failed: left undone
+			}
+			if opts.DryRun && (m.mapping == nil || newNamespaces[m.ref.Namespace]) {
+				results[i] = outcome{ref: m.ref, action: ActionCreated, result: m.obj}
+				return nil
+			}
+			results[i], errs[i] = c.applyMember(ctx, m, opts, live)
+			if errs[i] != nil {
+				cancel() // stop handing out work; members in flight finish
+			}
+			return errs[i]
+		})
 	}
-	close(next)
-	wg.Wait()
+	// The errors are read in the members' order below (firstError), not in the order they
+	// happened: Wait's own is the earliest in time.
+	_ = g.Wait()
 	var outs []outcome
 	for i := range members {
 		if errs[i] != nil || results[i].ref == (ObjectRef{}) {

@@ -3,8 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"sync"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,36 +102,39 @@ func (c *Client) readLive(ctx context.Context, p *plan, members []*member, newNa
 	selector := metav1.ListOptions{LabelSelector: LabelPartOf + "=" + p.set.id}
 	lists := make([]map[string]*unstructured.Unstructured, len(cols))
 	errs := make([]error, len(cols))
-	sem := make(chan struct{}, applyWorkers)
-	var wg sync.WaitGroup
+	// Every list runs to its end (a failure does not cancel the others), and the first
+	// failure in collection order is reported, so the message does not depend on timing.
+	var g errgroup.Group
+	g.SetLimit(applyWorkers)
 	for i, t := range cols {
 		if t.members < minListed {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			list, err := c.resource(t.mapping, t.col.namespace).List(ctx, selector)
 			switch {
 			case apierrors.IsForbidden(err), apierrors.IsNotFound(err), apierrors.IsMethodNotSupported(err):
-				return // read one by one
+				return nil // read one by one
 			case err != nil:
 				errs[i] = classify(ctx, "reading "+t.col.String(), err)
-				return
+				return errs[i]
 			}
 			byName := make(map[string]*unstructured.Unstructured, len(list.Items))
 			for j := range list.Items {
 				byName[list.Items[j].GetName()] = &list.Items[j]
 			}
 			lists[i] = byName
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	for i, t := range cols {
-		if errs[i] != nil {
-			return nil, errs[i]
+	if err := g.Wait(); err != nil {
+		for _, e := range errs {
+			if e != nil {
+				return nil, e
+			}
 		}
+	}
+	for i, t := range cols {
 		if lists[i] != nil {
 			live.listed[t.col] = lists[i]
 		}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -245,30 +245,29 @@ const firstPollDelay = 100 * time.Millisecond
 const readTimeout = 5 * time.Second
 
 // observeAll reads every object that is not Current yet, at most applyWorkers at a time, and
-// records each one's status (or the error reading it in s.err).
+// records each one's status (or the error reading it in s.err). Every object is read: one
+// failed read neither stops nor cancels the others, and each error stays with its object.
 func (c *Client) observeAll(ctx context.Context, states []*objState) {
-	sem := make(chan struct{}, applyWorkers)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(applyWorkers)
 	for _, s := range states {
 		if s.current {
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			rctx, cancel := context.WithTimeout(ctx, readTimeout)
 			err := c.observe(rctx, s)
 			cancel()
 			if err != nil && expired(ctx) {
 				// Cut short by the wait's own deadline: that says nothing about the cluster,
 				// so the last read's outcome stands.
-				return
+				return nil
 			}
 			s.err = err
-		}()
+			return nil // the error is the object's (s.err), not the group's
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every goroutine returns nil: the errors are in the states
 }
 
 // observe reads the object of s and computes its status.

@@ -12,6 +12,14 @@ import (
 // compares are normally a few pushes apart near the tip.
 const maxAncestryDepth = 4096
 
+// parseID reads a full commit id in hex.
+func parseID(id string) (plumbing.Hash, error) {
+	if !plumbing.IsHash(id) {
+		return plumbing.ZeroHash, fmt.Errorf("%q is not a commit id", id)
+	}
+	return plumbing.NewHash(id), nil
+}
+
 // ErrUndecided: Contains could not tell within maxAncestryDepth commits of the branch.
 var ErrUndecided = errors.New("ancestry undecided")
 
@@ -25,8 +33,17 @@ var ErrUndecided = errors.New("ancestry undecided")
 // behind). Whichever of the two commits turns out to be the other's ancestor answers the
 // question; when the whole history is read and neither is, revision is on another line of
 // history (the branch was rewritten) and does not contain commit. When the answer needs more
-// than maxAncestryDepth commits of the branch, the error wraps ErrUndecided.
-func (r *Repo) Contains(ctx context.Context, revision, commit plumbing.Hash) (bool, error) {
+// than maxAncestryDepth commits of the branch, the error wraps ErrUndecided. Both are commit
+// ids in hex, as an engine reports them; anything else is an error.
+func (r *Repo) Contains(ctx context.Context, revisionID, commitID string) (bool, error) {
+	revision, err := parseID(revisionID)
+	if err != nil {
+		return false, err
+	}
+	commit, err := parseID(commitID)
+	if err != nil {
+		return false, err
+	}
 	if revision == commit {
 		return true, nil
 	}

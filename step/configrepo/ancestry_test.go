@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/deliverhq/deliver/internal/testenv"
 	"github.com/deliverhq/deliver/step/configrepo"
 )
@@ -87,7 +85,7 @@ func TestContains(t *testing.T) {
 			t.Parallel()
 			h := setup(t, tt.before, tt.after)
 			requests := h.gs.Requests()
-			got, err := h.repo.Contains(context.Background(), plumbing.NewHash(tt.revision(h)), plumbing.NewHash(h.ours))
+			got, err := h.repo.Contains(context.Background(), tt.revision(h), h.ours)
 			made := h.gs.Requests() - requests
 			t.Logf("%d requests to the git server", made)
 			if tt.wantErr != nil {
@@ -106,7 +104,7 @@ func TestContains(t *testing.T) {
 				t.Errorf("Contains made %d requests to the git server, want at most %d", made, tt.maxRequestsOver)
 			}
 			// Asked the other way round, the answer is the opposite (or the same: equal commits).
-			back, err := h.repo.Contains(context.Background(), plumbing.NewHash(h.ours), plumbing.NewHash(tt.revision(h)))
+			back, err := h.repo.Contains(context.Background(), h.ours, tt.revision(h))
 			if err != nil || back == got && tt.revision(h) != h.ours {
 				t.Errorf("Contains the other way round = %v, %v", back, err)
 			}

@@ -3,6 +3,7 @@ package configrepo
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Auth holds the credentials for the config repository.
@@ -79,19 +81,38 @@ func (a Auth) method(rawURL string) (transport.AuthMethod, error) {
 			if err != nil {
 				return nil, fmt.Errorf("config repo: reading known_hosts %s: %w", a.KnownHosts, err)
 			}
-			keys.HostKeyCallback = cb
+			keys.HostKeyCallback = unknownHost(cb, a.KnownHosts)
 		default:
-			cb, err := gitssh.NewKnownHostsCallback(a.defaultKnownHosts()...)
+			files := a.defaultKnownHosts()
+			cb, err := gitssh.NewKnownHostsCallback(files...)
 			if err != nil {
-				return nil, fmt.Errorf("config repo: no known_hosts to check the server against (give --ssh-known-hosts or --ssh-host-key): %w", err)
+				return nil, fmt.Errorf("%w: %s: no known_hosts file to check it against (looked for %s): %s",
+					ErrUnknownHost, ep.Host, strings.Join(files, ", "), knownHostsHint)
 			}
-			keys.HostKeyCallback = cb
+			keys.HostKeyCallback = unknownHost(cb, strings.Join(files, ", "))
 		}
 		return keys, nil
 	case "file":
 		return nil, nil
 	}
 	return nil, fmt.Errorf("config repo URL: unsupported protocol %q", ep.Protocol)
+}
+
+// knownHostsHint says how to give the host's key.
+const knownHostsHint = "give --ssh-known-hosts FILE (a known_hosts file, e.g. from ssh-keyscan HOST) or --ssh-host-key KEY, or set SSH_KNOWN_HOSTS"
+
+// unknownHost wraps a known_hosts callback so that a host missing from files (a key that is
+// not there at all, not one that differs) is ErrUnknownHost, naming the host: the run's
+// configuration lacks its key, where a mismatch may be an attack (ErrAuth).
+func unknownHost(cb gossh.HostKeyCallback, files string) gossh.HostKeyCallback {
+	return func(hostname string, remote net.Addr, key gossh.PublicKey) error {
+		err := cb(hostname, remote, key)
+		var ke *knownhosts.KeyError
+		if errors.As(err, &ke) && len(ke.Want) == 0 {
+			return fmt.Errorf("%w: %s (%s key %s) is not in %s: %s", ErrUnknownHost, hostname, key.Type(), gossh.FingerprintSHA256(key), files, knownHostsHint)
+		}
+		return err
+	}
 }
 
 // defaultKnownHosts lists the known_hosts files ssh reads when none is given, as go-git does:

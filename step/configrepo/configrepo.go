@@ -42,6 +42,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
+// Signature is a commit's author or committer. When zero means the time of the commit.
+type Signature struct {
+	Name, Email string
+	When        time.Time
+}
+
 // Sentinel errors, wrapped with details.
 var (
 	// ErrAuth: the server refused the credentials (401/403, SSH auth, host key mismatch).
@@ -55,6 +61,10 @@ var (
 	ErrRejected = errors.New("config repo rejected the push")
 	// ErrConflict: every attempt lost the race to other pushers.
 	ErrConflict = errors.New("config repo push kept losing to concurrent pushes")
+	// ErrUnknownHost: the SSH server's host is in no known_hosts file given (or there is no
+	// such file): the run's configuration lacks the host's key. A key that differs from the
+	// one known is ErrAuth.
+	ErrUnknownHost = errors.New("config repo: the SSH host is not known")
 )
 
 // DefaultMaxFileSize is Options.MaxFileSize when it is zero: the largest file kustomize
@@ -254,23 +264,37 @@ func initRepo(dir, cleanURL string, opts Options, rem *remote) (*Repo, error) {
 // over MaxFileSize, and records it in r.fetched. always fetches even when the tip is here, and
 // without any blob: that is Deepen, for history, which reads commits only.
 func (r *Repo) fetchTip(ctx context.Context, depth int, haves []plumbing.Hash, always bool) error {
-	f := filter(r.opts.MaxFileSize)
+	req := fetchRequest{depth: depth, haves: haves, always: always}
 	if always {
-		f = packp.FilterBlobNone()
+		req.filter = packp.FilterBlobNone()
 	}
-	res, err := r.remote.fetch(ctx, r.st, fetchRequest{depth: depth, haves: haves, filter: f, always: always},
-		r.opts.MaxFileSize, r.dir)
+	res, err := r.fetch(ctx, req)
 	if err != nil {
 		return err
-	}
-	for h, size := range res.dropped {
-		r.wt.sizes[h] = size
 	}
 	if !res.filtered && len(res.dropped) > 0 {
 		r.opts.Logf("the server does not support partial clone (filters): fetched the whole branch and left out %d file(s) larger than %d bytes", len(res.dropped), r.opts.MaxFileSize)
 	}
 	r.fetched = res.tip
 	return nil
+}
+
+// fetch runs one fetch into the clone's storage, with the clone's file size limit: blobs over
+// MaxFileSize are filtered out (req.filter, when empty, asks the server for that) or dropped
+// while the pack is read, and the sizes of those dropped are recorded for the work tree's
+// placeholders. Every fetch of the clone goes through here.
+func (r *Repo) fetch(ctx context.Context, req fetchRequest) (fetchResult, error) {
+	if req.filter == "" {
+		req.filter = filter(r.opts.MaxFileSize)
+	}
+	res, err := r.remote.fetch(ctx, r.st, req, r.opts.MaxFileSize, r.dir)
+	if err != nil {
+		return res, err
+	}
+	for h, size := range res.dropped {
+		r.wt.sizes[h] = size
+	}
+	return res, nil
 }
 
 // moveTo points the branch at commit and makes the work tree hold its files.
@@ -344,14 +368,15 @@ type Result struct {
 // Update applies edit, commits with author as author (and committer, unless Options names
 // one), signed when Options.Signer is set, and pushes, retrying on lost races. See the package
 // documentation.
-func (r *Repo) Update(ctx context.Context, author object.Signature, edit Edit) (Result, error) {
+func (r *Repo) Update(ctx context.Context, author Signature, edit Edit) (Result, error) {
 	return r.UpdateChange(ctx, author, Change{Edit: edit})
 }
 
 // UpdateChange is Update for a change that may go through the queue (group commit, see
 // queue.go) when its first push loses the race and the change has a Request. Every commit it
 // makes carries the change's id (trailer Deliver-Change-Id).
-func (r *Repo) UpdateChange(ctx context.Context, author object.Signature, ch Change) (Result, error) {
+func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Result, error) {
+	author := object.Signature(sig)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	edit := ch.Edit
@@ -527,13 +552,6 @@ func dedupe(hs []plumbing.Hash) []plumbing.Hash {
 	return out
 }
 
-// push pushes commit to the branch, without force: the server accepts it only as a
-// fast-forward of base, which is what makes a concurrent push detectable.
-func (r *Repo) push(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash) error {
-	_, _, err := r.pushOrQueue(ctx, base, commit, objects, nil)
-	return err
-}
-
 // queueing makes the queued form of a change when the change joins the queue (not before:
 // an uncontended push does not pay for it).
 type queueing struct {
@@ -560,9 +578,11 @@ func (q *queueing) get() *pending {
 	return q.p
 }
 
-// pushOrQueue is push; but with q (group commit), when the branch moved on from base or
-// other changes wait in the queue, it queues the change in the same session instead (queued;
-// refs are the server's refs then, with the change queued).
+// pushOrQueue pushes commit to the branch without force: the server accepts it only as a
+// fast-forward of base, which is what makes a concurrent push detectable. With q (group
+// commit), when the branch moved on from base or other changes wait in the queue, it queues
+// the change in the same session instead (queued; refs are the server's refs then, with the
+// change queued).
 func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing) (queued bool, refs map[string]plumbing.Hash, err error) {
 	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
 	defer r.timed(time.Now())
@@ -712,21 +732,18 @@ func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
 // classify wraps a go-git error in one of the package's sentinels.
 func classify(doing string, err error) error {
 	switch {
+	case errors.Is(err, ErrUnknownHost):
+		return fmt.Errorf("%s: %w", doing, err) // says which host and what to give already
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
 		errors.Is(err, transport.ErrInvalidAuthMethod), isSSHAuthError(err):
 		return fmt.Errorf("%w: %s: %v", ErrAuth, doing, err)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrEmptyRemoteRepository),
-		errors.Is(err, plumbing.ErrReferenceNotFound), isNoMatchingRef(err):
+		errors.Is(err, plumbing.ErrReferenceNotFound), errors.Is(err, errBranchMissing):
 		return fmt.Errorf("%w: %s: %v", ErrNotFound, doing, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isTransportError(err):
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, doing, err)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
-}
-
-func isNoMatchingRef(err error) bool {
-	var nm git.NoMatchingRefSpecError
-	return errors.As(err, &nm) || strings.Contains(err.Error(), "couldn't find remote ref")
 }
 
 func isSSHAuthError(err error) bool {

@@ -19,7 +19,7 @@ import (
 	"github.com/deliverhq/deliver/step/configrepo"
 )
 
-var author = object.Signature{Name: "deliver test", Email: "test@deliver.invalid"}
+var author = configrepo.Signature{Name: "deliver test", Email: "test@deliver.invalid"}
 
 // seed writes files into a new directory and returns it.
 func seed(t *testing.T, files map[string]string) string {

@@ -29,7 +29,7 @@ type ProposeResult struct {
 // newest tip). options, called after the edit, returns the git push options to send when the
 // server takes them (GitLab's merge_request.* options open or update a merge request). The
 // branch itself is not touched: the change reaches it through a pull request.
-func (r *Repo) Propose(ctx context.Context, author object.Signature, head string, options func() map[string]string, edit Edit) (ProposeResult, error) {
+func (r *Repo) Propose(ctx context.Context, sig Signature, head string, options func() map[string]string, edit Edit) (ProposeResult, error) {
 	headRef := plumbing.NewBranchReferenceName(head)
 	if head == "" || headRef.Validate() != nil || headRef == r.remote.branch {
 		return ProposeResult{}, fmt.Errorf("config repo: invalid proposal branch %q", head)
@@ -45,7 +45,7 @@ func (r *Repo) Propose(ctx context.Context, author object.Signature, head string
 	if err != nil {
 		return ProposeResult{}, err
 	}
-	commit, objects, changed, err := r.commit(base, msg, paths, author, author)
+	commit, objects, changed, err := r.commit(base, msg, paths, object.Signature(sig), object.Signature(sig))
 	if err != nil {
 		return ProposeResult{}, err
 	}

@@ -117,7 +117,7 @@ type Queued struct {
 	// Change.Request and the queue's trailers.
 	Message string
 	// Author is the owner's author.
-	Author object.Signature
+	Author Signature
 }
 
 // Refusal is a change refused on the tip it would have landed on: its owner exits with Code
@@ -587,6 +587,16 @@ func (r *Repo) land(ctx context.Context, p *pending, takeover bool) (res Result,
 // errQueueRace: the branch or a queue ref changed under a landing; it starts over.
 var errQueueRace = errors.New("the queue changed")
 
+// isNotOurRef recognises the server's refusal to send a commit it no longer advertises (git
+// upload-pack's "not our ref <id>"): a queued commit landed and its ref was deleted between
+// the ref advertisement and the fetch. It matches the text because that is all there is: the
+// server sends the refusal as an ERR packet line, which go-git hands on as a
+// *pktline.ErrorLine or inside another error's message depending on the transport, with no
+// typed error for it.
+func isNotOurRef(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "not our ref")
+}
+
 // landing is one landing of the queue, ready to push.
 type landing struct {
 	view queueView
@@ -615,8 +625,8 @@ type ownResult struct {
 func (r *Repo) prepareLanding(ctx context.Context, p *pending, takeover bool) (*landing, error) {
 	now := time.Now()
 	notFirst := false
-	res, err := r.remote.fetch(ctx, r.st, fetchRequest{
-		depth: 1, haves: []plumbing.Hash{r.fetched}, filter: filter(r.opts.MaxFileSize),
+	res, err := r.fetch(ctx, fetchRequest{
+		depth: 1, haves: []plumbing.Hash{r.fetched},
 		wants: func(refs map[string]plumbing.Hash, tip plumbing.Hash) []plumbing.Hash {
 			v := r.view(refs)
 			live := v.live(now, r.opts.QueueSkew)
@@ -630,15 +640,12 @@ func (r *Repo) prepareLanding(ctx context.Context, p *pending, takeover bool) (*
 			}
 			return wants
 		},
-	}, r.opts.MaxFileSize, r.dir)
+	})
 	if err != nil {
-		if strings.Contains(err.Error(), "not our ref") {
+		if isNotOurRef(err) {
 			return nil, errQueueRace // a queued commit was landed and deleted meanwhile
 		}
 		return nil, classify(fmt.Sprintf("fetching the queue of %s (branch %s)", r.url, r.opts.Branch), err)
-	}
-	for h, size := range res.dropped {
-		r.wt.sizes[h] = size
 	}
 	b := &landing{view: r.view(res.refs), tip: res.tip, head: res.tip, notFirst: notFirst}
 	if _, ok := b.view.find(p.id); !ok {
@@ -693,7 +700,7 @@ func (r *Repo) prepareLanding(ctx context.Context, p *pending, takeover bool) (*
 				b.count.left++
 				continue
 			}
-			msg, paths, err = r.opts.Replay(ctx, r.Dir(), Queued{ID: q.id, Message: c.Message, Author: c.Author})
+			msg, paths, err = r.opts.Replay(ctx, r.Dir(), Queued{ID: q.id, Message: c.Message, Author: Signature(c.Author)})
 		}
 		r.touched = append(r.touched, paths...)
 		if err != nil {
@@ -919,22 +926,15 @@ func (r *Repo) poll(ctx context.Context, p *pending) (map[string]plumbing.Hash, 
 // chooses none), two commits deep (the landed commit and its parent, which the caller may
 // move to) and without blobs over MaxFileSize.
 func (r *Repo) fetchOutcome(ctx context.Context, pick func(refs map[string]plumbing.Hash) plumbing.Hash) (fetchResult, error) {
-	res, err := r.remote.fetch(ctx, r.st, fetchRequest{
-		depth: 2, haves: []plumbing.Hash{r.fetched}, filter: filter(r.opts.MaxFileSize),
+	return r.fetch(ctx, fetchRequest{
+		depth: 2, haves: []plumbing.Hash{r.fetched},
 		wants: func(refs map[string]plumbing.Hash, _ plumbing.Hash) []plumbing.Hash {
 			if h := pick(refs); !h.IsZero() {
 				return []plumbing.Hash{h}
 			}
 			return nil
 		},
-	}, r.opts.MaxFileSize, r.dir)
-	if err != nil {
-		return res, err
-	}
-	for h, size := range res.dropped {
-		r.wt.sizes[h] = size
-	}
-	return res, nil
+	})
 }
 
 // outcomeOf reads what became of this run's change once it left the queue.

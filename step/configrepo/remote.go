@@ -339,19 +339,6 @@ func (rs *receiveSession) send(ctx context.Context, st *filesystem.Storage, cmds
 	return nil
 }
 
-// push updates the branch from old to commit on the server, sending objects (the commit and
-// the trees and blobs it made; the server has everything else, since it has old). It does not
-// force: the server takes it only if the branch is still at old. progress receives the
-// server's messages (hook output).
-func (r *remote) push(ctx context.Context, st *filesystem.Storage, old, commit plumbing.Hash, objects []plumbing.Hash, progress io.Writer) error {
-	rs, err := r.openReceive(ctx)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	return r.pushIn(ctx, rs, st, old, commit, objects, progress)
-}
-
 // pushIn is push in a session already open.
 func (r *remote) pushIn(ctx context.Context, rs *receiveSession, st *filesystem.Storage, old, commit plumbing.Hash, objects []plumbing.Hash, progress io.Writer) error {
 	switch now := rs.refs()[r.branch.String()]; now {
@@ -394,4 +381,17 @@ func (w *cappedWriter) String() string {
 		return w.buf.String() + fmt.Sprintf("\n… (cut at %d bytes)", w.max)
 	}
 	return w.buf.String()
+}
+
+// ValidateBranch refuses a name git refuses as a branch name (git check-ref-format --branch:
+// "..", spaces, control characters, ~ ^ : ? * [ \, "@{", a part starting with "." or ending
+// in ".lock", ...), and one starting with "-", which git would read as an option.
+func ValidateBranch(name string) error {
+	if err := plumbing.NewBranchReferenceName(name).Validate(); err != nil {
+		return fmt.Errorf("not a valid git branch name %q: %w", name, err)
+	}
+	if strings.HasPrefix(name, "-") {
+		return fmt.Errorf("not a valid git branch name %q: it starts with \"-\"", name)
+	}
+	return nil
 }

@@ -13,8 +13,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// SetLock adds (or replaces) a lock in the policy file of the repo at root and reports whether
-// the file changed. Only the lock's own lines change (see EditLocks).
+// SetLock adds a lock to the policy file of the repo at root, or replaces the lock on the same
+// environment and image, and reports whether the file changed: a lock with the same reason and
+// by is left as it is (its time included), and the file is not written. Only the lock's own
+// lines change (see EditLocks); a missing file is created.
 func SetLock(root string, l Lock) (bool, error) {
 	return editLocksFile(root, func(locks []Lock) ([]Lock, bool) {
 		for i, old := range locks {

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/kustomize/api/types"
@@ -128,7 +126,7 @@ func (e *env) setImage(repo *configrepo.Repo, image string) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	res, err := repo.Update(context.Background(), object.Signature{Name: "test", Email: "t@t"}, func(_ context.Context, dir string) (string, []string, error) {
+	res, err := repo.Update(context.Background(), configrepo.Signature{Name: "test", Email: "t@t"}, func(_ context.Context, dir string) (string, []string, error) {
 		changed, err := kustomize.SetImages(filepath.Join(dir, "overlays", "staging"), []types.Image{img})
 		if err != nil || !changed {
 			return "", nil, err
@@ -144,7 +142,7 @@ func (e *env) setImage(repo *configrepo.Repo, image string) string {
 // push pushes, through repo, a commit that writes content to path.
 func (e *env) push(repo *configrepo.Repo, path, content string) string {
 	e.t.Helper()
-	res, err := repo.Update(context.Background(), object.Signature{Name: "test", Email: "t@t"}, func(_ context.Context, dir string) (string, []string, error) {
+	res, err := repo.Update(context.Background(), configrepo.Signature{Name: "test", Email: "t@t"}, func(_ context.Context, dir string) (string, []string, error) {
 		return "write " + path, []string{path}, os.WriteFile(filepath.Join(dir, filepath.FromSlash(path)), []byte(content), 0o644)
 	})
 	if err != nil || !res.Changed {
@@ -154,9 +152,7 @@ func (e *env) push(repo *configrepo.Repo, path, content string) string {
 }
 
 func containsIn(repo *configrepo.Repo) engine.Contains {
-	return func(ctx context.Context, revision, commit string) (bool, error) {
-		return repo.Contains(ctx, plumbing.NewHash(revision), plumbing.NewHash(commit))
-	}
+	return repo.Contains
 }
 
 // image returns the image web's Deployment runs, and its ready replicas.
