@@ -336,16 +336,6 @@ func nsOf(x *P2Result) []int {
 	return ns
 }
 
-func maxN(x *P2Result) int {
-	m := 0
-	for _, r := range x.Rows {
-		if !r.HandWritten {
-			m = max(m, r.N)
-		}
-	}
-	return m
-}
-
 // writeSection replaces the text between "<!-- BEGIN name -->" and "<!-- END name -->" in
 // path with body, or appends the section if the markers are missing.
 func writeSection(path, name, title, body string) error {
