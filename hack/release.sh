@@ -51,7 +51,7 @@ export SOURCE_DATE_EPOCH
 push=()
 for t in "${tags[@]}"; do push+=("$image:$t"); done
 echo "release: building and pushing ${push[*]}"
-digest=$(make -s image VERSION="$version" IMAGE_PUSH="${push[*]}" | tail -n 1)
+digest=$(make -s --no-print-directory image VERSION="$version" IMAGE_PUSH="${push[*]}" | tail -n 1)
 [[ $digest =~ ^sha256:[0-9a-f]{64}$ ]] || die "make image printed no digest (got: $digest)"
 
 # 2. The release commit, dated like HEAD so that a re-run makes the same commit.
