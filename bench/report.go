@@ -113,7 +113,11 @@ func (r *Report) Markdown() string {
 	}
 	if x := r.P2; x != nil {
 		p("#### P2 contention: N pipelines at once, one environment, distinct services, `--no-apply` (%d trial(s) each)\n\n", trialsOf(x))
-		p("One fetch + commit + push round alone (git CLI, warm clone, median of %d): **%s**; one deliver run alone: %s. The serial limit is N × the round.\n\n", x.RoundSample, ms(x.Round), ms(x.DeliverOne))
+		alone := ""
+		if x.DeliverOne > 0 { // measured only when N = 1 is among the sizes
+			alone = "; one deliver run alone: " + ms(x.DeliverOne)
+		}
+		p("One fetch + commit + push round alone (git CLI, warm clone, median of %d): **%s**%s. The serial limit is N × the round.\n\n", x.RoundSample, ms(x.Round), alone)
 		p("| N | tool | landed | failed | lost | lost push attempts | pushes to the branch per landed change | wall (median) | serial limit | wall / serial limit | CPU: deploy processes | CPU: git server | CPU per landed change |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range x.Rows {
 			tool := row.Tool

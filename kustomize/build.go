@@ -8,6 +8,7 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/kustomize/kyaml/openapi"
 )
 
@@ -34,11 +35,16 @@ var buildMu sync.Mutex
 // Build does not write anything. Builds are serialised (see buildMu), so concurrent
 // callers wait for each other. Errors read "building overlay <overlay>: ...".
 func Build(root, overlay string) (resmap.ResMap, error) {
-	rm, err := build(root, overlay)
-	if err != nil {
-		return nil, fmt.Errorf("building overlay %s: %w", filepath.ToSlash(overlay), err)
+	var b *Builder
+	return b.Build(root, overlay)
+}
+
+// wrapBuild words a build's error.
+func wrapBuild(overlay string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return rm, nil
+	return fmt.Errorf("building overlay %s: %w", filepath.ToSlash(overlay), err)
 }
 
 // BuildYAML is Build rendered as a multi-document YAML stream, as `kustomize build`
@@ -55,18 +61,22 @@ func BuildYAML(root, overlay string) ([]byte, error) {
 	return out, nil
 }
 
-func build(root, overlay string) (resmap.ResMap, error) {
+func (b *Builder) build(root, overlay string) (resmap.ResMap, error) {
 	fsys, dir, plan, err := prepare(root, overlay)
 	if err != nil {
 		return nil, err
 	}
 	run := krustyRun(dir)
-	if rm, err := fastImages(fsys, plan, run); err == nil {
+	if rm, err := b.fastImages(fsys, dir, plan, run); err == nil {
 		return rm, nil
 	}
 	// Not applicable, or it failed: kustomize as it is decides, and words any error.
 	return run(fsys, nil)
 }
+
+// runFunc runs kustomize on an overlay over a file system, then after (if not nil) on the
+// result (see krustyRun).
+type runFunc func(fsys filesys.FileSystem, after func(resmap.ResMap) error) (resmap.ResMap, error)
 
 // prepare resolves the overlay's directory in a file system confined to root and checks
 // its references (see Build).
@@ -89,8 +99,8 @@ func prepare(root, overlay string) (fsys *confinedFS, dir string, plan *buildPla
 
 // krustyRun returns a function that runs kustomize on the overlay in dir over a file
 // system, then after (if not nil) on the result, holding buildMu throughout.
-func krustyRun(dir string) func(fsys *confinedFS, after func(resmap.ResMap) error) (resmap.ResMap, error) {
-	return func(fsys *confinedFS, after func(resmap.ResMap) error) (resmap.ResMap, error) {
+func krustyRun(dir string) runFunc {
+	return func(fsys filesys.FileSystem, after func(resmap.ResMap) error) (resmap.ResMap, error) {
 		return guarded(func() (resmap.ResMap, error) {
 			opts := krusty.MakeDefaultOptions()
 			opts.PluginConfig = types.DisabledPluginConfig()

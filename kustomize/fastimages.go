@@ -79,8 +79,9 @@ func parseImageFieldSpecs() (types.FsSlice, error) {
 var errNotFast = errors.New("the fast image path does not apply")
 
 // fastImages builds the overlay in dir as described above, or returns errNotFast (or any
-// other error) for the caller to fall back to a plain build.
-func fastImages(fsys *confinedFS, plan *buildPlan, run func(*confinedFS, func(resmap.ResMap) error) (resmap.ResMap, error)) (resmap.ResMap, error) {
+// other error) for the caller to fall back to a plain build. A Builder's build without
+// images: is reused when it still holds (see Builder).
+func (b *Builder) fastImages(fsys *confinedFS, dir string, plan *buildPlan, run runFunc) (resmap.ResMap, error) {
 	k := plan.topK
 	if len(k.Images) == 0 || plan.custom || plan.readsTop || len(k.Replacements) > 0 || len(k.Transformers) > 0 ||
 		len(k.Validators) > 0 || len(k.BuildMetadata) > 0 || plan.topPath == "" {
@@ -101,8 +102,15 @@ func fastImages(fsys *confinedFS, plan *buildPlan, run func(*confinedFS, func(re
 	if err != nil {
 		return nil, err
 	}
-	return run(fsys.withContent(real, stripped), func(rm resmap.ResMap) error {
-		return setImages(rm.Resources(), k.Images, specs)
+	view := fsys.withContent(real, stripped)
+	apply := func(rm resmap.ResMap) error { return setImages(rm.Resources(), k.Images, specs) }
+	if rm := b.recall(dir, view); rm != nil {
+		return guarded(func() (resmap.ResMap, error) { return rm, apply(rm) })
+	}
+	rec := &recordingFS{confinedFS: view}
+	return run(rec, func(rm resmap.ResMap) error {
+		b.remember(dir, rec, rm)
+		return apply(rm)
 	})
 }
 

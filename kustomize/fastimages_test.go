@@ -200,7 +200,7 @@ func TestFastImagesMatchesKustomize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rm, err := fastImages(fsys, plan, krustyRun(dir))
+			rm, err := (*Builder)(nil).fastImages(fsys, dir, plan, krustyRun(dir))
 			if tt.notFast {
 				if !errors.Is(err, errNotFast) {
 					t.Fatalf("fastImages = %v, want errNotFast", err)

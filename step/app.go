@@ -18,6 +18,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/deliverhq/deliver/kustomize"
 	"github.com/deliverhq/deliver/step/ci"
 	"github.com/deliverhq/deliver/step/redact"
 )
@@ -57,6 +58,9 @@ type runner struct {
 	// checkout is the command's clone of the config repo, for the report; nil before it.
 	checkout *checkout
 	finish   func() // flushes the redacting writers
+	// builds renders the edits of the run (and of the queued changes it lands): a queue's
+	// changes, rendered one on top of the other, differ only in their images.
+	builds kustomize.Builder
 }
 
 // Main runs the app with args (os.Args) and returns the process exit code. Every byte written

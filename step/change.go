@@ -119,6 +119,10 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	// push loses, under exactly the contention that makes attempts repeat. --timeout bounds
 	// it, as it bounds the apply (the run's context, not the push's).
 	preflight, runCtx := ap != nil, ctx
+	// Without an apply (and outside pull requests), the render check waits until the change is
+	// pushed (configrepo.Change.Check): a change that goes to the queue is rendered and checked
+	// by the run that lands it, on the tip it lands on, and need not be rendered twice.
+	deferCheck := ap == nil && mode != policy.ViaPullRequest
 	edit := func(ctx context.Context, dir string) (string, []string, error) {
 		var before func(dir string) error
 		if mode == policy.ViaPullRequest {
@@ -135,9 +139,14 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		if err != nil || len(paths) == 0 {
 			return "", paths, err
 		}
+		if !deferCheck {
+			if err := r.checkEdit(dir, req, &landed); err != nil {
+				return "", paths, err
+			}
+		}
 		if preflight {
 			preflight = false
-			if err := ap.preflight(runCtx, dir, req.overlay, er.rendered); err != nil {
+			if err := ap.preflight(runCtx, dir, req.overlay, landed.rendered); err != nil {
 				return "", paths, err
 			}
 		}
@@ -153,7 +162,11 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	if mode == policy.ViaPullRequest {
 		return r.proposeChange(ctx, c, repo, ap, req, out, edit, &landed, &prop)
 	}
-	res, err := r.pushChange(ctx, repo, c, configrepo.Change{Edit: edit, Request: changeRequestTrailers(req)})
+	change := configrepo.Change{Edit: edit, Request: changeRequestTrailers(req)}
+	if deferCheck {
+		change.Check = func(_ context.Context, dir string) error { return r.checkEdit(dir, req, &landed) }
+	}
+	res, err := r.pushChange(ctx, repo, c, change)
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
 	if err == nil && res.LandedBy != "" {
 		// Another run landed this change: what this run's edit made is what it makes on the
@@ -280,11 +293,11 @@ func revertSummary(restore []types.Image, remove []string) string {
 }
 
 // editChange makes one attempt of a change in the work tree at dir, on the tip it builds on:
-// the environment's policy, the edit of the overlay and its render check. It returns what the
-// edit did, whether a lock was overridden, the commit message and the paths it changed (none:
-// nothing to change; on an error, the paths the edit may have written). before, if set, runs
-// between the policy check and the edit. quiet leaves out the per-image lines (a run landing
-// another run's change logs one line for it).
+// the environment's policy and the edit of the overlay, not its render check (checkEdit). It
+// returns what the edit did, whether a lock was overridden, the commit message and the paths
+// it changed (none: nothing to change; on an error, the paths the edit may have written).
+// before, if set, runs between the policy check and the edit. quiet leaves out the per-image
+// lines (a run landing another run's change logs one line for it).
 func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, base release.Record, guard *policy.DowngradeGuard, quiet bool, before func(dir string) error) (er editResult, forced bool, msg string, paths []string, err error) {
 	if forced, err = r.checkPolicy(ctx, dir, req, guard); err != nil {
 		return editResult{}, false, "", nil, err
@@ -294,7 +307,7 @@ func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, 
 			return editResult{}, forced, "", nil, err
 		}
 	}
-	if er, err = setOverlayImages(dir, req.overlay, req.images); err != nil {
+	if er, err = editOverlayImages(dir, req.overlay, req.images); err != nil {
 		if er.path != "" {
 			paths = []string{er.path}
 		}
@@ -312,6 +325,16 @@ func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, 
 		}
 	}
 	return er, forced, rec.Message(), []string{er.path}, nil
+}
+
+// checkEdit renders the edit editChange made in the work tree at dir into er.rendered and
+// checks that its images render as their entries say.
+func (r *runner) checkEdit(dir string, req changeRequest, er *editResult) error {
+	if err := er.render(&r.builds, dir, req.overlay, imageNames(req.images)); err != nil {
+		*er = editResult{path: er.path, edited: true}
+		return err
+	}
+	return nil
 }
 
 // editOnParent makes this run's edit again on the parent of the commit another run landed it

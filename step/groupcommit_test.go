@@ -223,3 +223,66 @@ func TestExpiredChangeNotLanded(t *testing.T) {
 		t.Errorf("outcome refs of the expired change: %v", out)
 	}
 }
+
+// TestQueuedDeployCheckedByItsLander: deploys that find changes already queued join the queue
+// without rendering their edit; the run that lands the queue renders each one on the tip it
+// lands on. A deploy of an image no object uses (a typo) is refused there, and its run exits 2
+// with exactly the message it gets alone; the other deploy lands.
+func TestQueuedDeployCheckedByItsLander(t *testing.T) {
+	t.Parallel()
+	services := []string{"web", "api", "orphan"}
+	s := newServers(t, fixture.App{Services: services, WithServices: true, Envs: map[string]string{"staging": "stg"}})
+	for _, svc := range append(services, "wbe") {
+		s.PushImage(t, "team/"+svc, "1.0.0")
+	}
+	now := time.Now()
+	// A gone run's change heads the queue, so that the deploys below queue behind it.
+	queueOrphan(t, s, "orphan", s.Reg.Ref("team/orphan", "1.0.0"), now.Add(-time.Second), now.Add(5*time.Minute))
+	deploy := func(image string) result {
+		return run(t, nil, args([]string{"deploy", "--env", "staging", "--no-apply", "--image", image + "=" + s.Reg.Ref("team/"+image, "1.0.0")}, s.GitArgs())...)
+	}
+	results := map[string]result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, image := range []string{"web", "wbe"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := deploy(image)
+			mu.Lock()
+			results[image] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for image, r := range results {
+		if !strings.Contains(r.stderr, "waits in the queue") {
+			t.Errorf("deploy of %s did not queue:\n%s", image, r)
+		}
+	}
+	if r := results["web"]; r.code != 0 {
+		t.Errorf("deploy of web:\n%s", r)
+	}
+	alone := deploy("wbe")
+	if alone.code != 2 || !strings.Contains(alone.stderr, "wbe") {
+		t.Fatalf("a deploy of the typo alone:\n%s", alone)
+	}
+	t.Logf("typo:\n%s", results["wbe"].stderr)
+	if r := results["wbe"]; r.code != 2 || lastLine(r.stderr) != lastLine(alone.stderr) {
+		t.Errorf("queued deploy of the typo: want exit 2 and %q, got\n%s", lastLine(alone.stderr), r)
+	}
+	overlay := s.File(t, "overlays/staging/kustomization.yaml")
+	if strings.Contains(overlay, "wbe") || !strings.Contains(overlay, "name: web") || !strings.Contains(overlay, "name: orphan") {
+		t.Errorf("want web and the orphan's image landed, not the typo:\n%s", overlay)
+	}
+	log, err := s.Git.Log(s.Name, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range log {
+		checkRenders(t, s.Git.BareDir(s.Name), c.Hash.String())
+	}
+	if left := serverRefs(t, s, "refs/deliver/queue/"); len(left) > 0 {
+		t.Errorf("changes left in the queue: %v", left)
+	}
+}

@@ -23,8 +23,11 @@ type editResult struct {
 	path    string // kustomization file, relative to the repo root
 	// previous holds the overrides as they were before the edit, by image name.
 	previous map[string]types.Image
-	// rendered is the edited overlay's build, reused for the apply (nil when nothing changed).
+	// rendered is the edited overlay's build, reused for the apply (nil when nothing changed,
+	// or not rendered yet: editResult.render).
 	rendered resmap.ResMap
+	// edited: the edit changed the kustomization file.
+	edited bool
 }
 
 // setOverlayImages edits the overlay at root/overlay, proves it still renders and that
@@ -32,27 +35,41 @@ type editResult struct {
 // overlay already held the images). An image that no object uses, or that the objects end
 // up running under another reference, is refused as bad input before anything is pushed.
 func setOverlayImages(root, overlay string, images []types.Image) (editResult, error) {
-	names := make([]string, 0, len(images))
-	for _, img := range images {
-		names = append(names, img.Name)
+	res, err := editOverlayImages(root, overlay, images)
+	if err != nil {
+		return res, err
 	}
-	res, err := editOverlay(root, overlay, names, true, func(dir string) (bool, error) {
+	if err := res.render(nil, root, overlay, imageNames(images)); err != nil {
+		return editResult{path: res.path, edited: true}, err
+	}
+	return res, nil
+}
+
+// editOverlayImages is setOverlayImages without the render and its check (editResult.render
+// makes them): the edit alone.
+func editOverlayImages(root, overlay string, images []types.Image) (editResult, error) {
+	res, err := editOverlay(root, overlay, imageNames(images), func(dir string) (bool, error) {
 		return kustomize.SetImages(dir, images)
 	})
 	return res, kustomize.RootRelative(root, err)
 }
 
-// revertOverlayImages undoes an edit: it sets the entries in restore back to those exact
-// values (tagSuffix included) and removes the entries named in remove, which the edit
-// added. The result is what the overlay held before, so it is not held to the check
-// setOverlayImages makes.
-func revertOverlayImages(root, overlay string, restore []types.Image, remove []string) (editResult, error) {
-	var names []string
-	for _, img := range restore {
+// imageNames are the names of images, in order.
+func imageNames(images []types.Image) []string {
+	names := make([]string, 0, len(images))
+	for _, img := range images {
 		names = append(names, img.Name)
 	}
-	names = append(names, remove...)
-	res, err := editOverlay(root, overlay, names, false, func(dir string) (bool, error) {
+	return names
+}
+
+// revertOverlayImages undoes an edit: it sets the entries in restore back to those exact
+// values (tagSuffix included) and removes the entries named in remove, which the edit
+// added. The result is what the overlay held before, so it is rendered but not held to the
+// check setOverlayImages makes.
+func revertOverlayImages(root, overlay string, restore []types.Image, remove []string) (editResult, error) {
+	names := append(imageNames(restore), remove...)
+	res, err := editOverlay(root, overlay, names, func(dir string) (bool, error) {
 		set, err := kustomize.SetImages(dir, restore)
 		if err != nil {
 			return false, err
@@ -60,14 +77,21 @@ func revertOverlayImages(root, overlay string, restore []types.Image, remove []s
 		removed, err := kustomize.RemoveImages(dir, remove)
 		return set || removed, err
 	})
-	return res, kustomize.RootRelative(root, err)
+	if err != nil {
+		return res, kustomize.RootRelative(root, err)
+	}
+	if res.edited {
+		if res.rendered, err = renderEdited(nil, root, overlay, nil); err != nil {
+			return editResult{path: res.path, edited: true}, err
+		}
+	}
+	return res, nil
 }
 
-// editOverlay runs edit on the overlay's directory, renders the result (checking, with
-// check, that the named images render as their entries say) and lists the changes to the
-// named images, in the order of names. An entry that is gone is listed with To the bare
-// name: the reference the manifests give the image themselves.
-func editOverlay(root, overlay string, names []string, check bool, edit func(dir string) (bool, error)) (editResult, error) {
+// editOverlay runs edit on the overlay's directory and lists the changes to the named images,
+// in the order of names. An entry that is gone is listed with To the bare name: the
+// reference the manifests give the image themselves. It does not render the result.
+func editOverlay(root, overlay string, names []string, edit func(dir string) (bool, error)) (editResult, error) {
 	dir, err := kustomize.OverlayDir(root, overlay)
 	if err != nil {
 		return editResult{}, err
@@ -88,26 +112,15 @@ func editOverlay(root, overlay string, names []string, check bool, edit func(dir
 	if err != nil {
 		return editResult{}, fmt.Errorf("locating %s in the repo: %w", file, err)
 	}
-	res := editResult{path: filepath.ToSlash(rel), previous: prev}
+	res := editResult{path: filepath.ToSlash(rel), previous: prev, edited: changed}
 	if !changed {
 		return res, nil
 	}
 	// From here on the file is edited: a failure still names it (editResult.path), so that
 	// the edit can be undone.
-	rendered, err := kustomize.Build(root, overlay)
-	if err != nil {
-		// The repo's content is at fault, not deliver or a server: bad input.
-		return editResult{path: res.path}, usage(fmt.Errorf("the edited overlay no longer renders: %w", err))
-	}
-	if check {
-		if err := kustomize.CheckRendered(root, overlay, rendered, names); err != nil {
-			return editResult{path: res.path}, usage(err)
-		}
-	}
-	res.rendered = rendered
 	_, after, err := kustomize.ReadImages(dir)
 	if err != nil {
-		return editResult{path: res.path}, err
+		return editResult{path: res.path, edited: true}, err
 	}
 	now := map[string]types.Image{}
 	for _, img := range after {
@@ -126,6 +139,36 @@ func editOverlay(root, overlay string, names []string, check bool, edit func(dir
 		}
 	}
 	return res, nil
+}
+
+// render renders the edited overlay with b (nil: kustomize.Build) into res.rendered and checks
+// that the named images render as their entries say (nothing to do when the edit changed
+// nothing). A failure is bad input: the repo's content is at fault, not deliver or a server.
+func (res *editResult) render(b *kustomize.Builder, root, overlay string, names []string) error {
+	if !res.edited {
+		return nil
+	}
+	rendered, err := renderEdited(b, root, overlay, names)
+	if err != nil {
+		return err
+	}
+	res.rendered = rendered
+	return nil
+}
+
+// renderEdited builds the edited overlay with b (nil: kustomize.Build) and, for names, checks
+// that those images render as their entries say.
+func renderEdited(b *kustomize.Builder, root, overlay string, names []string) (resmap.ResMap, error) {
+	rendered, err := b.Build(root, overlay)
+	if err != nil {
+		return nil, usage(fmt.Errorf("the edited overlay no longer renders: %w", kustomize.RootRelative(root, err)))
+	}
+	if len(names) > 0 {
+		if err := kustomize.CheckRendered(root, overlay, rendered, names); err != nil {
+			return nil, usage(kustomize.RootRelative(root, err))
+		}
+	}
+	return rendered, nil
 }
 
 // checkOverlay gives a clear error when the environment has no overlay in the repo.

@@ -227,7 +227,10 @@ func (r *runner) replayChange(ctx context.Context, dir string, q queuedChange, g
 		SourceRepo: q.rec.SourceRepo, SourceCommit: q.rec.SourceCommit, Pipeline: q.rec.Pipeline, Actor: q.rec.Actor,
 		Reason: q.rec.Reason,
 	}
-	_, _, msg, paths, err := r.editChange(ctx, dir, req, base, guard, true, nil)
+	er, _, msg, paths, err := r.editChange(ctx, dir, req, base, guard, true, nil)
+	if err == nil && len(paths) > 0 {
+		err = r.checkEdit(dir, req, &er)
+	}
 	return msg, paths, err
 }
 

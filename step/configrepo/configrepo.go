@@ -147,6 +147,8 @@ type Repo struct {
 	touched []string
 	// queueOff: the server cannot hold the queue (group commit); lost races are retried.
 	queueOff bool
+	// queueSeen: the last fetch of the tip saw other changes waiting in the queue.
+	queueSeen bool
 	// slowest is the longest fetch or push this Repo made: how long the server takes, which
 	// a landing of the queue takes at least twice.
 	slowest time.Duration
@@ -276,6 +278,7 @@ func (r *Repo) fetchTip(ctx context.Context, depth int, haves []plumbing.Hash, a
 		r.opts.Logf("the server does not support partial clone (filters): fetched the whole branch and left out %d file(s) larger than %d bytes", len(res.dropped), r.opts.MaxFileSize)
 	}
 	r.fetched = res.tip
+	r.queueSeen = len(r.view(res.refs).live(time.Now(), r.opts.QueueSkew)) > 0
 	return nil
 }
 
@@ -413,6 +416,22 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 		if err != nil {
 			return Result{Attempts: attempt - 1}, err
 		}
+		// The change's Check runs now, unless other changes were seen waiting: then the change
+		// will most likely join them, and whoever lands it checks it. It runs before a push to
+		// the branch all the same (pushOrQueue).
+		checked := false
+		check := func() error {
+			if checked || ch.Check == nil || len(paths) == 0 {
+				return nil
+			}
+			checked = true
+			return ch.Check(ctx, r.Dir())
+		}
+		if !group || r.queueOff || !r.queueSeen {
+			if err := check(); err != nil {
+				return Result{Attempts: attempt - 1}, err
+			}
+		}
 		msg := record
 		if len(paths) > 0 {
 			msg = appendTrailers(record, trailerChangeID+": "+id)
@@ -427,10 +446,14 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 		var q *queueing
 		if group && !r.queueOff {
 			q = &queueing{make: func() (*pending, error) {
-				return r.newPending(deadline, base, commit, objects, record, ch.Request, author, edit)
+				return r.newPending(deadline, base, commit, objects, record, ch.Request, author, ch.checked())
 			}}
 		}
-		queued, refs, pushErr := r.pushOrQueue(ctx, base, commit, objects, q)
+		queued, refs, pushErr := r.pushOrQueue(ctx, base, commit, objects, q, check)
+		var cf *checkFailed
+		if errors.As(pushErr, &cf) {
+			return Result{Attempts: attempt - 1}, cf.err
+		}
 		p := q.get()
 		if queued {
 			p.attempts = attempt
@@ -583,7 +606,11 @@ func (q *queueing) get() *pending {
 // commit), when the branch moved on from base or other changes wait in the queue, it queues
 // the change in the same session instead (queued; refs are the server's refs then, with the
 // change queued).
-func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing) (queued bool, refs map[string]plumbing.Hash, err error) {
+//
+// check runs the change's deferred checks (Change.Check) before the push, when the push can
+// land: not when the change is queued, nor when the branch moved on (the next attempt checks).
+// Its error comes back as a *checkFailed.
+func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, objects []plumbing.Hash, q *queueing, check func() error) (queued bool, refs map[string]plumbing.Hash, err error) {
 	doing := fmt.Sprintf("pushing to %s (branch %s)", r.url, r.opts.Branch)
 	defer r.timed(time.Now())
 	rs, err := r.remote.openReceive(ctx)
@@ -611,6 +638,11 @@ func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, obje
 			}
 		}
 	}
+	if rs.refs()[r.remote.branch.String()] == base {
+		if err := check(); err != nil {
+			return false, nil, &checkFailed{err}
+		}
+	}
 	progress := &cappedWriter{max: maxServerMessages}
 	err = r.remote.pushIn(ctx, rs, r.st, base, commit, objects, progress)
 	if err == nil || errors.Is(err, errTipMoved) {
@@ -621,6 +653,12 @@ func (r *Repo) pushOrQueue(ctx context.Context, base, commit plumbing.Hash, obje
 	}
 	return false, nil, classify(doing, err)
 }
+
+// checkFailed carries the error of a change's deferred checks (Change.Check) out of
+// pushOrQueue, apart from the push's own errors.
+type checkFailed struct{ err error }
+
+func (e *checkFailed) Error() string { return e.err.Error() }
 
 // lostRace looks at the branch after a failed push. It returns landed when the tip is the
 // commit just pushed (the server took it, its answer was lost), nil when the push lost a race

@@ -552,3 +552,79 @@ func TestLandedCommitsAreSigned(t *testing.T) {
 		signtest.RequireVerified(t, gs.BareDir("signed-queue"), c.Hash.String(), k)
 	}
 }
+
+// TestCheckWaitsForTheLanding: a change's Check runs before a push to the branch, and a
+// failing one stops the update with nothing pushed; a change that joins the queue skips it
+// there, and the landing runs it (on the tip it lands on). A change whose Check fails when
+// it is landed is not landed, its owner gets the error, and the other changes land.
+func TestCheckWaitsForTheLanding(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	gs := testenv.NewGitServer(t)
+	// checking returns a Check that records how many queue refs the server holds each time
+	// it runs, and fails with fail if set.
+	checking := func(name string, queued *[]int, fail error) func(context.Context, string) error {
+		return func(context.Context, string) error {
+			*queued = append(*queued, len(serverRefs(t, gs, name, "refs/deliver/queue/")))
+			return fail
+		}
+	}
+	t.Run("alone", func(t *testing.T) {
+		t.Parallel()
+		url := newRepo(t, gs, "check-alone")
+		for _, fail := range []error{nil, errors.New("does not render")} {
+			r, err := configrepo.Clone(ctx, queueOpts(gs, url))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var runs []int
+			ch := lineChange(fmt.Sprintf("alone-%v", fail != nil))
+			ch.Check = checking("check-alone", &runs, fail)
+			res, err := r.UpdateChange(ctx, author, ch)
+			if len(runs) != 1 || runs[0] != 0 {
+				t.Errorf("fail=%v: Check ran %d time(s) with %v queue refs, want once before the push, none queued", fail, len(runs), runs)
+			}
+			got, _ := gs.ReadFile("check-alone", "main", "list.txt")
+			if fail == nil && (err != nil || !res.Changed || string(got) != "alone-false\n") {
+				t.Errorf("passing Check: %+v, %v, list.txt %q; want the line pushed", res, err, got)
+			}
+			if fail != nil && (!errors.Is(err, fail) || res.Changed || string(got) != "alone-false\n") {
+				t.Errorf("failing Check: %+v, %v, list.txt %q; want its error and nothing pushed", res, err, got)
+			}
+		}
+	})
+	for _, fail := range []error{nil, errors.New("does not render")} {
+		t.Run(fmt.Sprintf("queued, check fails: %v", fail != nil), func(t *testing.T) {
+			t.Parallel()
+			name := fmt.Sprintf("check-queued-%v", fail != nil)
+			url := newRepo(t, gs, name)
+			now := time.Now()
+			craftQueued(t, gs, name, "orphan", now.Add(-time.Second), now.Add(time.Minute))
+			o := queueOpts(gs, url)
+			o.QueueTakeover = time.Second
+			r, err := configrepo.Clone(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var runs []int
+			ch := lineChange("mine")
+			ch.Check = checking(name, &runs, fail)
+			res, err := r.UpdateChange(ctx, author, ch)
+			if len(runs) != 1 || runs[0] != 2 {
+				t.Errorf("Check ran %d time(s) with %v queue refs, want once, in the landing (the orphan and this change queued)", len(runs), runs)
+			}
+			got, _ := gs.ReadFile(name, "main", "list.txt")
+			switch {
+			case fail == nil && (err != nil || !res.Queued || string(got) != "orphan\nmine\n"):
+				t.Errorf("%+v, %v, list.txt %q; want both lines landed", res, err, got)
+			case fail != nil && (!errors.Is(err, fail) || string(got) != "orphan\n"):
+				t.Errorf("%+v, %v, list.txt %q; want the Check's error, the orphan landed and this line not", res, err, got)
+			}
+			if q := serverRefs(t, gs, name, "refs/deliver/queue/"); len(q) != 0 {
+				t.Errorf("queue refs left: %v", q)
+			}
+		})
+	}
+}
