@@ -267,7 +267,6 @@ func TestQueuedDeployCheckedByItsLander(t *testing.T) {
 	if alone.code != 2 || !strings.Contains(alone.stderr, "wbe") {
 		t.Fatalf("a deploy of the typo alone:\n%s", alone)
 	}
-	t.Logf("typo:\n%s", results["wbe"].stderr)
 	if r := results["wbe"]; r.code != 2 || lastLine(r.stderr) != lastLine(alone.stderr) {
 		t.Errorf("queued deploy of the typo: want exit 2 and %q, got\n%s", lastLine(alone.stderr), r)
 	}
