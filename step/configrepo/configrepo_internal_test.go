@@ -2,6 +2,7 @@ package configrepo
 
 import (
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -17,6 +18,34 @@ func TestHeaderSafe(t *testing.T) {
 	} {
 		if got := headerSafe(in); got != want {
 			t.Errorf("headerSafe(%q, %q) = %q, %q", in.Name, in.Email, got.Name, got.Email)
+		}
+	}
+}
+
+// TestPollCap: the sleep between reads of the queue grows with how many runs wait, how long
+// they have waited and what a read costs, within its bounds; pollDelay keeps to it.
+func TestPollCap(t *testing.T) {
+	for _, c := range []struct {
+		waiting      int
+		waited, cost time.Duration
+		want         time.Duration
+	}{
+		{1, 100 * time.Millisecond, minPollCost, minPollCap},
+		{7, time.Second, 8 * time.Millisecond, minPollCap},
+		// √(30 × 3 s × 16 ms) / 2 = 600 ms
+		{30, 3 * time.Second, 16 * time.Millisecond, 600 * time.Millisecond},
+		// √(60 × 10 s × 15 ms) / 2 = 1.5 s
+		{60, 10 * time.Second, 15 * time.Millisecond, 1500 * time.Millisecond},
+		{200, time.Minute, 100 * time.Millisecond, maxPollCap},
+	} {
+		got := pollCap(c.waiting, c.waited, c.cost)
+		if d := got - c.want; d < -time.Millisecond || d > time.Millisecond {
+			t.Errorf("pollCap(%d, %s, %s) = %s, want %s", c.waiting, c.waited, c.cost, got, c.want)
+		}
+		for prev := time.Duration(0); prev < 10*time.Second; prev = prev*2 + time.Millisecond {
+			if d := pollDelay(prev, c.waiting, got); d > got*5/4 {
+				t.Errorf("pollDelay(%s, %d, %s) = %s, over the cap and its jitter", prev, c.waiting, got, d)
+			}
 		}
 	}
 }

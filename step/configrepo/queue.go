@@ -39,6 +39,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -442,8 +443,10 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 	}
 	r.opts.Logf("lost the race to a concurrent push: the change waits in the queue as %s (%d ahead); the runs waiting land the queue together", p.ref, ahead)
 	var key string
-	lastMove := time.Now()
+	queuedAt := time.Now()
+	lastMove := queuedAt
 	delay := time.Duration(0)
+	pollCost := minPollCost
 	gathered := false
 	for {
 		v = r.view(refs)
@@ -494,7 +497,7 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 			// came): wait and read the queue again.
 			lastMove, gathered = time.Now(), false
 		}
-		delay = pollDelay(delay, pos)
+		delay = pollDelay(delay, pos, pollCap(len(live), time.Since(queuedAt), pollCost))
 		refs = nil
 		select {
 		case <-ctx.Done():
@@ -502,9 +505,10 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 		case <-time.After(min(delay, time.Until(p.until))):
 		}
 		for refs == nil {
+			start := time.Now()
 			next, err := r.poll(ctx, p)
 			if err == nil {
-				refs = next
+				refs, pollCost = next, max(time.Since(start), minPollCost)
 				break
 			}
 			if ctx.Err() != nil {
@@ -516,18 +520,11 @@ func (r *Repo) await(ctx context.Context, p *pending, refs map[string]plumbing.H
 			r.opts.Logf("reading the queue: %v", classify(fmt.Sprintf("listing the refs of %s", r.url), err))
 			select {
 			case <-ctx.Done():
-			case <-time.After(min(pollDelay(delay, 0), time.Until(p.until))):
+			case <-time.After(min(pollDelay(delay, 0, maxPollCap), time.Until(p.until))):
 			}
 		}
 	}
 }
-
-// maxPollDelay bounds the sleep between two reads of the queue. Once a landing has pushed,
-// the runs it landed notice it at their next read: the last of many waiting runs to notice
-// does so about one maxPollDelay later, and the run of the whole group ends with it. Each
-// read costs the server a ref advertisement (about 5 ms of CPU for git http-backend on
-// loopback, BENCHMARKS.md F4). Half a second took 0.5 s off P2 at N = 32 against a second.
-const maxPollDelay = 500 * time.Millisecond
 
 // gatherDelay is how long the first run in the queue waits before it lands it, so that the
 // runs that lost the same race are queued by then and land in the same push.
@@ -545,16 +542,40 @@ func (r *Repo) sleep(ctx context.Context, d time.Duration) bool {
 
 // pollDelay is how long a waiting run sleeps before it reads the refs again: about one
 // landing's time for the changes ahead of it at first (or since the queue last moved), then
-// growing by half each time the queue did not move, up to maxPollDelay; each with ±25%
+// growing by half each time the queue did not move, up to limit (pollCap); each with ±25%
 // jitter.
-func pollDelay(prev time.Duration, ahead int) time.Duration {
+func pollDelay(prev time.Duration, ahead int, limit time.Duration) time.Duration {
 	d := 50*time.Millisecond + time.Duration(ahead+1)*20*time.Millisecond
 	if prev > 0 {
 		d = prev * 3 / 2
 	}
-	d = min(d, maxPollDelay)
+	d = min(d, limit)
 	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
 }
+
+// pollCap is the longest sleep between two reads of the queue for a run that has waited for
+// waited among waiting runs, when one read takes pollCost.
+//
+// Once a landing has pushed, the runs it landed notice at their next read: the last of them
+// about one sleep later, and the whole group's run ends with it. But every read costs the
+// server (a ref advertisement) and the machines, and the waiting runs read together: each
+// reading every sleep, they make waiting/sleep reads a second, which slow down the landing
+// they wait for. Over a wait of about waited the reads cost waiting × waited × pollCost /
+// sleep in all, and the last run to notice adds a sleep: the sum is least at sleep =
+// √(waiting × waited × pollCost). pollCap is half that (most runs notice before the last),
+// within [minPollCap, maxPollCap]. Measured on loopback (BENCHMARKS.md F4): with a fixed
+// half second, 64 waiting runs cost the git server as much CPU as everything else they did.
+func pollCap(waiting int, waited, pollCost time.Duration) time.Duration {
+	c := time.Duration(math.Sqrt(float64(waiting)*waited.Seconds()*pollCost.Seconds()) / 2 * float64(time.Second))
+	return min(max(c, minPollCap), maxPollCap)
+}
+
+// Bounds of pollCap, and the least cost of a read it assumes.
+const (
+	minPollCap  = 250 * time.Millisecond
+	maxPollCap  = 2 * time.Second
+	minPollCost = 5 * time.Millisecond
+)
 
 // land runs landings of the queue until one push decides this run's change (done), or this
 // run cannot land now (not done).
