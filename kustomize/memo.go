@@ -115,12 +115,26 @@ func sawList(names []string, err error) string {
 type recordingFS struct {
 	*confinedFS
 	obs    []observation
+	seen   map[obsKey]bool
 	opaque bool
+}
+
+// obsKey is a read, for recordingFS to record it once: kustomize asks some more than once.
+type obsKey struct {
+	op  fsOp
+	arg string
 }
 
 var _ filesys.FileSystem = (*recordingFS)(nil)
 
 func (r *recordingFS) saw(op fsOp, arg, saw string) {
+	if r.seen[obsKey{op, arg}] {
+		return // the build's file system does not change while it runs
+	}
+	if r.seen == nil {
+		r.seen = map[obsKey]bool{}
+	}
+	r.seen[obsKey{op, arg}] = true
 	r.obs = append(r.obs, observation{op: op, arg: arg, saw: saw})
 }
 

@@ -58,8 +58,8 @@ type runner struct {
 	// checkout is the command's clone of the config repo, for the report; nil before it.
 	checkout *checkout
 	finish   func() // flushes the redacting writers
-	// builds renders the edits of the run (and of the queued changes it lands): a queue's
-	// changes, rendered one on top of the other, differ only in their images.
+	// builds renders the queued changes of other runs this run lands: rendered one on top
+	// of the other, they differ only in their images, and it builds the rest once.
 	builds kustomize.Builder
 }
 

@@ -140,7 +140,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 			return "", paths, err
 		}
 		if !deferCheck {
-			if err := r.checkEdit(dir, req, &landed); err != nil {
+			if err := checkEdit(nil, dir, req, &landed); err != nil {
 				return "", paths, err
 			}
 		}
@@ -164,7 +164,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	}
 	change := configrepo.Change{Edit: edit, Request: changeRequestTrailers(req)}
 	if deferCheck {
-		change.Check = func(_ context.Context, dir string) error { return r.checkEdit(dir, req, &landed) }
+		change.Check = func(_ context.Context, dir string) error { return checkEdit(nil, dir, req, &landed) }
 	}
 	res, err := r.pushChange(ctx, repo, c, change)
 	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
@@ -327,10 +327,10 @@ func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, 
 	return er, forced, rec.Message(), []string{er.path}, nil
 }
 
-// checkEdit renders the edit editChange made in the work tree at dir into er.rendered and
-// checks that its images render as their entries say.
-func (r *runner) checkEdit(dir string, req changeRequest, er *editResult) error {
-	if err := er.render(&r.builds, dir, req.overlay, imageNames(req.images)); err != nil {
+// checkEdit renders the edit editChange made in the work tree at dir into er.rendered, with b
+// (nil: kustomize.Build), and checks that its images render as their entries say.
+func checkEdit(b *kustomize.Builder, dir string, req changeRequest, er *editResult) error {
+	if err := er.render(b, dir, req.overlay, imageNames(req.images)); err != nil {
 		*er = editResult{path: er.path, edited: true}
 		return err
 	}

@@ -229,7 +229,7 @@ func (r *runner) replayChange(ctx context.Context, dir string, q queuedChange, g
 	}
 	er, _, msg, paths, err := r.editChange(ctx, dir, req, base, guard, true, nil)
 	if err == nil && len(paths) > 0 {
-		err = r.checkEdit(dir, req, &er)
+		err = checkEdit(&r.builds, dir, req, &er)
 	}
 	return msg, paths, err
 }
