@@ -185,7 +185,10 @@ func (a *applier) preflight(ctx context.Context, root, overlay string, rendered 
 	}
 	actx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	res, err := a.client.Apply(actx, objs, a.applyOptions(ns, true))
+	opts := a.applyOptions(ns, true)
+	// The apply after the push reads the objects again: this check may read them as it does.
+	opts.ListInDryRun = true
+	res, err := a.client.Apply(actx, objs, opts)
 	a.tell(res)
 	if err = a.deadline(ctx, actx, "the server-side dry run", err); err != nil {
 		return fmt.Errorf("before pushing, %w; nothing was pushed", err)

@@ -575,6 +575,22 @@ spec:
 			checkLists("dry run", reqs, 0)
 			equal(t, "web-1 replicas after the dry run", e.kubectl("get", "deployment", "web-1", "-n", ns, "-o", "jsonpath={.spec.replicas}"), "1")
 
+			// The same dry run with ListInDryRun (the check before a push) reads as an apply does,
+			// and says the same.
+			dry.ListInDryRun = true
+			_, reqs = apply("dry run by lists", docs("changed", 3, extra...), dry, want(extra, map[string]string{
+				"Deployment/" + ns + "/web-1": "configured",
+			}))
+			// Every object is a member by now: the lists hold them all, or, each LIST
+			// forbidden, every one is read.
+			wantGets = 0
+			if !tc.canList {
+				wantGets = 14
+			}
+			equal(t, "dry run by lists: GETs of members", count(reqs, "get", members...), wantGets)
+			checkLists("dry run by lists", reqs, 3)
+			equal(t, "web-1 replicas after the dry run by lists", e.kubectl("get", "deployment", "web-1", "-n", ns, "-o", "jsonpath={.spec.replicas}"), "1")
+
 		})
 	}
 }

@@ -71,7 +71,7 @@ func (l *liveSet) lookup(m *member) (live *unstructured.Unstructured, listed boo
 // are read one by one as before; other errors end the apply, classified like the GET's.
 func (c *Client) readLive(ctx context.Context, p *plan, members []*member, newNamespaces map[string]bool) (*liveSet, error) {
 	live := &liveSet{listed: map[collection]map[string]*unstructured.Unstructured{}}
-	if p.set == nil || p.opts.DryRun {
+	if p.set == nil || (p.opts.DryRun && !p.opts.ListInDryRun) {
 		// A dry run (diff) reports what would change: it reads each object just before its
 		// dry-run apply, so a change made since a list cannot hide behind an older copy.
 		return live, nil

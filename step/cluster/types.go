@@ -94,6 +94,12 @@ type ApplyOptions struct {
 	// changed, not even the ApplySet parent, and the result says what would
 	// be done.
 	DryRun bool
+	// ListInDryRun makes a dry run read the ApplySet's members as an apply
+	// does, with one LIST per kind and namespace, instead of each object
+	// just before its dry-run apply. For a check before an apply (conflicts
+	// are still judged by the server on the live object), not for a diff
+	// that must show the newest state of each object.
+	ListInDryRun bool
 	// Tooling is the applyset.kubernetes.io/tooling value, "name/version";
 	// default "deliver/devel". Apply refuses a parent whose tooling has
 	// another name.
