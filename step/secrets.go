@@ -3,14 +3,12 @@
 package step
 
 import (
-	"encoding/base64"
 	"net/url"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/deliverhq/deliver/step/cluster"
 )
 
 // registerSecrets collects every secret a command was given — tokens, passwords, keys,
@@ -42,30 +40,12 @@ func (r *runner) registerSecrets(c *cli.Context) {
 		}
 	}
 	r.redactor.Add(r.getenv("CI_REGISTRY_PASSWORD"), r.getenv("GITHUB_TOKEN"), r.getenv("CI_JOB_TOKEN"))
-	// Kubeconfig credentials, from the content or the file deliver will read.
-	// Only the credentials: masking every line of a kubeconfig would star server names and
-	// namespaces in every later log line (GitHub keeps ::add-mask:: values for the whole job).
-	var cfg *clientcmdapi.Config
-	if isSet(c, flagKubeconfigDat) {
-		var err error
-		if cfg, err = clientcmd.Load([]byte(c.String(flagKubeconfigDat))); err != nil {
-			r.redactor.Add(c.String(flagKubeconfigDat)) // unparseable: mask it whole
-		}
-	} else if path := firstNonEmpty(r.path(stringFlag(c, flagKubeconfig)), r.getenv("KUBECONFIG")); path != "" {
-		cfg, _ = clientcmd.LoadFromFile(path)
-	}
-	if cfg != nil {
-		for _, ai := range cfg.AuthInfos {
-			r.redactor.Add(ai.Token, ai.Password, string(ai.ClientKeyData), base64.StdEncoding.EncodeToString(ai.ClientKeyData))
-			if ai.AuthProvider != nil {
-				for k, v := range ai.AuthProvider.Config {
-					if strings.Contains(k, "token") || strings.Contains(k, "secret") {
-						r.redactor.Add(v)
-					}
-				}
-			}
-		}
-	}
+	// Kubeconfig credentials, from the kubeconfig deliver would connect with (the content, the
+	// file, every file of $KUBECONFIG, ~/.kube/config, the in-cluster token), and the files it
+	// names. Only the credentials: masking every line of a kubeconfig would star server names
+	// and namespaces in every later log line (GitHub keeps ::add-mask:: values for the whole
+	// job).
+	r.redactor.Add(cluster.Credentials(r.clusterOptions(c))...)
 }
 
 // defaultGitUsername is the username configrepo sends with a token when none is given.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -157,6 +158,23 @@ func (c *Client) Check(ctx context.Context) error {
 // configuration of its selected context, and a description of where it came
 // from.
 func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string, error) {
+	raw, source, err := findConfig(opts, getenv)
+	switch {
+	case err != nil:
+		return nil, "", err
+	case raw == nil:
+		cfg, err := inClusterConfig(getenv)
+		if err != nil {
+			return nil, "", fmt.Errorf("loading in-cluster configuration: %w: %w", ErrInvalid, err)
+		}
+		return cfg, source, nil
+	}
+	return fromRaw(raw, opts.Context, source)
+}
+
+// findConfig finds and loads the kubeconfig as Connect does, and says where it came from; a
+// nil config (and no error) means the in-cluster service account.
+func findConfig(opts Options, getenv func(string) string) (*clientcmdapi.Config, string, error) {
 	switch {
 	case len(opts.KubeconfigData) > 0:
 		const source = "kubeconfig data"
@@ -164,18 +182,14 @@ func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string,
 		if err != nil {
 			return nil, "", fmt.Errorf("parsing %s: %w: not a valid kubeconfig%s", source, ErrInvalid, safeDetail(err))
 		}
-		return fromRaw(raw, opts.Context, source)
+		return raw, source, nil
 	case opts.Kubeconfig != "":
-		return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: opts.Kubeconfig}, opts.Context, "kubeconfig "+opts.Kubeconfig)
+		return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: opts.Kubeconfig}, "kubeconfig "+opts.Kubeconfig)
 	case getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
 		v := getenv(clientcmd.RecommendedConfigPathEnvVar)
-		return fromFiles(&clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(v)}, opts.Context, "$KUBECONFIG ("+v+")")
+		return fromFiles(&clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(v)}, "$KUBECONFIG ("+v+")")
 	case opts.Context == "" && getenv("KUBERNETES_SERVICE_HOST") != "" && getenv("KUBERNETES_SERVICE_PORT") != "":
-		cfg, err := inClusterConfig(getenv)
-		if err != nil {
-			return nil, "", fmt.Errorf("loading in-cluster configuration: %w: %w", ErrInvalid, err)
-		}
-		return cfg, "in-cluster service account", nil
+		return nil, "in-cluster service account", nil
 	}
 	home := getenv("HOME")
 	if home == "" {
@@ -185,7 +199,57 @@ func loadConfig(opts Options, getenv func(string) string) (*rest.Config, string,
 	if _, err := os.Stat(path); err != nil {
 		return nil, "", fmt.Errorf("finding a kubeconfig: %w: none given (--kubeconfig, $KUBECONFIG), not in a cluster, and %s: %w", ErrInvalid, path, err)
 	}
-	return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: path}, opts.Context, "kubeconfig "+path)
+	return fromFiles(&clientcmd.ClientConfigLoadingRules{ExplicitPath: path}, "kubeconfig "+path)
+}
+
+// Credentials returns the secrets of the kubeconfig Connect would use with opts, for a caller
+// to keep out of its output: the tokens and passwords of every user in it, their client keys
+// (PEM, and base64 as a kubeconfig holds them), the contents of the token and key files they
+// name, and the tokens and secrets of auth providers; or the in-cluster service account's
+// token. Kubeconfig data that does not parse is returned whole: what it holds is unknown. It
+// returns nothing when there is no kubeconfig to read; Connect reports that.
+func Credentials(opts Options) []string {
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	raw, _, err := findConfig(opts, getenv)
+	switch {
+	case err != nil && len(opts.KubeconfigData) > 0:
+		return []string{string(opts.KubeconfigData)}
+	case err != nil:
+		return nil
+	case raw == nil:
+		return fileContents(inClusterTokenFile)
+	}
+	var out []string
+	for _, ai := range raw.AuthInfos {
+		out = append(out, ai.Token, ai.Password, string(ai.ClientKeyData), base64.StdEncoding.EncodeToString(ai.ClientKeyData))
+		out = append(out, fileContents(ai.TokenFile, ai.ClientKey)...)
+		if ai.AuthProvider != nil {
+			for k, v := range ai.AuthProvider.Config {
+				if strings.Contains(k, "token") || strings.Contains(k, "secret") {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// fileContents reads the files named (an empty name, or a file that cannot be read, gives
+// nothing).
+func fileContents(paths ...string) []string {
+	var out []string
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if data, err := os.ReadFile(p); err == nil {
+			out = append(out, string(data))
+		}
+	}
+	return out
 }
 
 // The service account files of a pod, where rest.InClusterConfig reads them.
@@ -226,12 +290,12 @@ func safeDetail(err error) string {
 
 // fromFiles loads the kubeconfig files of rules, resolving relative paths
 // in them against their directories.
-func fromFiles(rules *clientcmd.ClientConfigLoadingRules, context, source string) (*rest.Config, string, error) {
+func fromFiles(rules *clientcmd.ClientConfigLoadingRules, source string) (*clientcmdapi.Config, string, error) {
 	raw, err := rules.Load()
 	if err != nil {
 		return nil, "", fmt.Errorf("loading %s: %w: %w", source, ErrInvalid, err)
 	}
-	return fromRaw(raw, context, source)
+	return raw, source, nil
 }
 
 // fromRaw selects context (or the current context) in raw.

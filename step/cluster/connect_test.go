@@ -217,3 +217,59 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentials: the secrets of whichever kubeconfig Connect would read, from every file of
+// $KUBECONFIG, ~/.kube/config or the data given, with the files its users name.
+func TestCredentials(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kubeconfig := func(user, auth string) string {
+		return "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: https://127.0.0.1:1}\n" +
+			"contexts:\n- name: " + user + "\n  context: {cluster: c, user: " + user + "}\ncurrent-context: " + user + "\n" +
+			"users:\n- name: " + user + "\n  user:\n" + auth
+	}
+	write("token-file", "token-from-a-file")
+	a := write("a.yaml", kubeconfig("a", "    tokenFile: token-file\n"))
+	b := write("b.yaml", kubeconfig("b", "    username: admin\n    password: password-in-b\n"))
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".kube", "config"), []byte(kubeconfig("h", "    token: token-in-home\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	for _, c := range []struct {
+		name string
+		opts cluster.Options
+		want []string
+	}{
+		{"every file of $KUBECONFIG, and the token file one names", cluster.Options{Getenv: env(map[string]string{"KUBECONFIG": a + string(filepath.ListSeparator) + b})},
+			[]string{"token-from-a-file", "password-in-b"}},
+		{"~/.kube/config", cluster.Options{Getenv: env(map[string]string{"HOME": home})}, []string{"token-in-home"}},
+		{"--kubeconfig wins", cluster.Options{Kubeconfig: b, Getenv: env(map[string]string{"HOME": home})}, []string{"password-in-b"}},
+		{"data that does not parse, whole", cluster.Options{KubeconfigData: []byte("token: {not yaml"), Getenv: env(nil)}, []string{"token: {not yaml"}},
+		{"nothing to read", cluster.Options{Getenv: env(nil)}, nil},
+	} {
+		got := strings.Join(cluster.Credentials(c.opts), "\n")
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q missing from %q", c.name, w, got)
+			}
+		}
+		if c.want == nil && strings.TrimSpace(got) != "" {
+			t.Errorf("%s: got %q, want nothing", c.name, got)
+		}
+		if strings.Contains(got, "token-in-home") && c.name != "~/.kube/config" {
+			t.Errorf("%s: read ~/.kube/config, which Connect would not", c.name)
+		}
+	}
+}
