@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,10 +99,8 @@ type Cluster struct {
 	// node was Ready and the default ServiceAccount existed.
 	StartupTime time.Duration
 
-	dir      string       // temp dir with pki/, logs/, home/, tmp/, etcd/
-	procs    []*component // in start order
-	stopOnce sync.Once
-	stopErr  error
+	dir string // temp dir with pki/, logs/, home/, tmp/, etcd/
+	processes
 }
 
 // component is one running control-plane process.
@@ -285,21 +282,7 @@ func Main(m *testing.M) {
 // and etcd, in that order (SIGTERM to each process group, SIGKILL after
 // 10 s), and removes the cluster's temporary directory. It is safe to call
 // more than once; later calls return the first result.
-func (c *Cluster) Stop() error {
-	c.stopOnce.Do(func() {
-		var errs []error
-		for i := len(c.procs) - 1; i >= 0; i-- {
-			if err := c.procs[i].stop(stopGrace); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := os.RemoveAll(c.dir); err != nil {
-			errs = append(errs, fmt.Errorf("removing cluster dir: %w", err))
-		}
-		c.stopErr = errors.Join(errs...)
-	})
-	return c.stopErr
-}
+func (c *Cluster) Stop() error { return c.stopAll(c.dir, "cluster") }
 
 // Kubectl runs the cluster's kubectl as the admin with args and returns its
 // standard output. A failure's error includes kubectl's standard error.
@@ -331,27 +314,7 @@ func (c *Cluster) env() []string {
 // spawn starts BinDir/name with args, logging to logs/name.log, and records
 // it for Stop.
 func (c *Cluster) spawn(name string, args ...string) (*component, error) {
-	logPath := filepath.Join(c.dir, "logs", name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	defer logFile.Close() // the child has its own descriptor
-	cmd := exec.Command(filepath.Join(c.BinDir, name), args...)
-	cmd.Dir = c.dir
-	cmd.Env = c.env()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childSysProcAttr(true)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &component{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	c.procs = append(c.procs, p)
-	return p, nil
+	return c.launch(name, filepath.Join(c.BinDir, name), c.dir, filepath.Join(c.dir, "logs", name+".log"), c.env(), args...)
 }
 
 // drop stops p and forgets it.

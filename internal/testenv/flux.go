@@ -2,15 +2,12 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -144,13 +141,11 @@ type Flux struct {
 	// StartupTime is how long StartFlux took, CRDs included.
 	StartupTime time.Duration
 
-	cluster  *Cluster
-	dir      string // temp dir with logs/, storage/ and each controller's HOME and TMPDIR
-	procs    []*component
-	dyn      dynamic.Interface
-	kube     kubernetes.Interface
-	stopOnce sync.Once
-	stopErr  error
+	cluster *Cluster
+	dir     string // temp dir with logs/, storage/ and each controller's HOME and TMPDIR
+	dyn     dynamic.Interface
+	kube    kubernetes.Interface
+	processes
 }
 
 // FluxOptions configure StartFlux.
@@ -398,12 +393,6 @@ func (f *Flux) spawn(name string, args ...string) (*component, error) {
 			return nil, fmt.Errorf("starting %s: %w", name, err)
 		}
 	}
-	logPath := filepath.Join(f.dir, "logs", name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	defer logFile.Close() // the child has its own descriptor
 	override := map[string]string{
 		"HOME": home, "TMPDIR": tmp,
 		"XDG_CACHE_HOME": filepath.Join(home, ".cache"), "XDG_CONFIG_HOME": filepath.Join(home, ".config"),
@@ -420,42 +409,14 @@ func (f *Flux) spawn(name string, args ...string) (*component, error) {
 	for k, v := range override {
 		env = append(env, k+"="+v)
 	}
-	cmd := exec.Command(filepath.Join(f.BinDir, name), args...)
-	cmd.Dir = f.dir
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childSysProcAttr(true)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &component{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	f.procs = append(f.procs, p)
-	return p, nil
+	return f.launch(name, filepath.Join(f.BinDir, name), f.dir, filepath.Join(f.dir, "logs", name+".log"), env, args...)
 }
 
 // Stop stops kustomize-controller and source-controller (SIGTERM to each process group,
 // SIGKILL after 10 s) and removes their temporary directory. The namespace and the objects in
 // it stay in the cluster. It is safe to call more than once; later calls return the first
 // result.
-func (f *Flux) Stop() error {
-	f.stopOnce.Do(func() {
-		var errs []error
-		for i := len(f.procs) - 1; i >= 0; i-- {
-			if err := f.procs[i].stop(stopGrace); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := os.RemoveAll(f.dir); err != nil {
-			errs = append(errs, fmt.Errorf("removing Flux dir: %w", err))
-		}
-		f.stopErr = errors.Join(errs...)
-	})
-	return f.stopErr
-}
+func (f *Flux) Stop() error { return f.stopAll(f.dir, "Flux") }
 
 // Alive returns an error naming the first controller that has exited, with the end of its log.
 func (f *Flux) Alive() error {
