@@ -330,11 +330,7 @@ func (r *runner) editChange(ctx context.Context, dir string, req changeRequest, 
 // checkEdit renders the edit editChange made in the work tree at dir into er.rendered, with b
 // (nil: kustomize.Build), and checks that its images render as their entries say.
 func checkEdit(b *kustomize.Builder, dir string, req changeRequest, er *editResult) error {
-	if err := er.render(b, dir, req.overlay, imageNames(req.images)); err != nil {
-		*er = editResult{path: er.path, edited: true}
-		return err
-	}
-	return nil
+	return er.render(b, dir, req.overlay, imageNames(req.images))
 }
 
 // editOnParent makes this run's edit again on the parent of the commit another run landed it

@@ -39,10 +39,8 @@ func setOverlayImages(root, overlay string, images []types.Image) (editResult, e
 	if err != nil {
 		return res, err
 	}
-	if err := res.render(nil, root, overlay, imageNames(images)); err != nil {
-		return editResult{path: res.path, edited: true}, err
-	}
-	return res, nil
+	err = res.render(nil, root, overlay, imageNames(images))
+	return res, err
 }
 
 // editOverlayImages is setOverlayImages without the render and its check (editResult.render
@@ -143,13 +141,15 @@ func editOverlay(root, overlay string, names []string, edit func(dir string) (bo
 
 // render renders the edited overlay with b (nil: kustomize.Build) into res.rendered and checks
 // that the named images render as their entries say (nothing to do when the edit changed
-// nothing). A failure is bad input: the repo's content is at fault, not deliver or a server.
+// nothing). A failure is bad input: the repo's content is at fault, not deliver or a server;
+// res then holds only the edited file's path, so that the edit can be undone.
 func (res *editResult) render(b *kustomize.Builder, root, overlay string, names []string) error {
 	if !res.edited {
 		return nil
 	}
 	rendered, err := renderEdited(b, root, overlay, names)
 	if err != nil {
+		*res = editResult{path: res.path, edited: true}
 		return err
 	}
 	res.rendered = rendered
