@@ -205,9 +205,11 @@ func findConfig(opts Options, getenv func(string) string) (*clientcmdapi.Config,
 // Credentials returns the secrets of the kubeconfig Connect would use with opts, for a caller
 // to keep out of its output: the tokens and passwords of every user in it, their client keys
 // (PEM, and base64 as a kubeconfig holds them), the contents of the token and key files they
-// name, and the tokens and secrets of auth providers; or the in-cluster service account's
-// token. Kubeconfig data that does not parse is returned whole: what it holds is unknown. It
-// returns nothing when there is no kubeconfig to read; Connect reports that.
+// name, the tokens and secrets of auth providers, and the values of exec plugins' environment
+// variables whose names say they hold one (…TOKEN, …SECRET…, …KEY…; see secretName); or the
+// in-cluster service account's token. Kubeconfig data that does not parse is returned whole:
+// what it holds is unknown. It returns nothing when there is no kubeconfig to read; Connect
+// reports that.
 func Credentials(opts Options) []string {
 	getenv := opts.Getenv
 	if getenv == nil {
@@ -228,13 +230,32 @@ func Credentials(opts Options) []string {
 		out = append(out, fileContents(ai.TokenFile, ai.ClientKey)...)
 		if ai.AuthProvider != nil {
 			for k, v := range ai.AuthProvider.Config {
-				if strings.Contains(k, "token") || strings.Contains(k, "secret") {
+				if secretName(k) {
 					out = append(out, v)
+				}
+			}
+		}
+		if ai.Exec != nil {
+			for _, e := range ai.Exec.Env {
+				if secretName(e.Name) {
+					out = append(out, e.Value)
 				}
 			}
 		}
 	}
 	return out
+}
+
+// secretName reports whether a setting's name says it holds a secret (an auth provider's
+// "access-token", an exec plugin's AWS_SECRET_ACCESS_KEY or VAULT_TOKEN).
+func secretName(name string) bool {
+	name = strings.ToLower(name)
+	for _, s := range []string{"token", "secret", "password", "passwd", "key", "credential"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // fileContents reads the files named (an empty name, or a file that cannot be read, gives

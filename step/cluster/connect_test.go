@@ -239,6 +239,9 @@ func TestCredentials(t *testing.T) {
 	write("token-file", "token-from-a-file")
 	a := write("a.yaml", kubeconfig("a", "    tokenFile: token-file\n"))
 	b := write("b.yaml", kubeconfig("b", "    username: admin\n    password: password-in-b\n"))
+	x := write("x.yaml", kubeconfig("x", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: get-token\n"+
+		"      interactiveMode: Never\n      env:\n      - {name: VAULT_TOKEN, value: vault-token-in-x}\n"+
+		"      - {name: AWS_SECRET_ACCESS_KEY, value: aws-secret-in-x}\n      - {name: AWS_REGION, value: eu-west-1}\n"))
 	home := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
 		t.Fatal(err)
@@ -258,6 +261,7 @@ func TestCredentials(t *testing.T) {
 		{"--kubeconfig wins", cluster.Options{Kubeconfig: b, Getenv: env(map[string]string{"HOME": home})}, []string{"password-in-b"}},
 		{"data that does not parse, whole", cluster.Options{KubeconfigData: []byte("token: {not yaml"), Getenv: env(nil)}, []string{"token: {not yaml"}},
 		{"nothing to read", cluster.Options{Getenv: env(nil)}, nil},
+		{"an exec plugin's secret environment", cluster.Options{Kubeconfig: x, Getenv: env(nil)}, []string{"vault-token-in-x", "aws-secret-in-x"}},
 	} {
 		got := strings.Join(cluster.Credentials(c.opts), "\n")
 		for _, w := range c.want {
@@ -267,6 +271,9 @@ func TestCredentials(t *testing.T) {
 		}
 		if c.want == nil && strings.TrimSpace(got) != "" {
 			t.Errorf("%s: got %q, want nothing", c.name, got)
+		}
+		if strings.Contains(got, "eu-west-1") {
+			t.Errorf("%s: an exec plugin's AWS_REGION is not a secret, got %q", c.name, got)
 		}
 		if strings.Contains(got, "token-in-home") && c.name != "~/.kube/config" {
 			t.Errorf("%s: read ~/.kube/config, which Connect would not", c.name)
