@@ -49,6 +49,6 @@ func (r *runner) applyEnv(ctx context.Context, c *cli.Context) (ci.Outcome, erro
 	if err != nil {
 		return out, err
 	}
-	out.CommitSHA = tip.String()
-	return out, ap.sync(ctx, repo, tip.String(), nil, true, &out)
+	out.CommitSHA = tip
+	return out, ap.sync(ctx, repo, tip, nil, true, &out)
 }

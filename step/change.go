@@ -167,7 +167,7 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 		change.Check = func(_ context.Context, dir string) error { return checkEdit(nil, dir, req, &landed) }
 	}
 	res, err := r.pushChange(ctx, repo, c, change)
-	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
+	out.Changed, out.CommitSHA = res.Changed, res.Commit
 	if err == nil && res.LandedBy != "" {
 		// Another run landed this change: what this run's edit made is what it makes on the
 		// landed commit's parent. With an apply to come, make it there again (the apply and a
@@ -185,11 +185,11 @@ func (r *runner) changeImages(ctx context.Context, c *cli.Context, repo *configr
 	if ap == nil {
 		return out, nil
 	}
-	applyErr := ap.deliver(ctx, repo, req.overlay, landed.rendered, res.Commit.String(), changedImages(landed), &out)
+	applyErr := ap.deliver(ctx, repo, req.overlay, landed.rendered, res.Commit, changedImages(landed), &out)
 	if applyErr == nil || !res.Changed || req.onFailure != onFailureRevert || !isRolloutFailure(applyErr) {
 		return out, applyErr
 	}
-	return out, r.revert(ctx, c, repo, ap, req, landed, res.Commit.String(), applyErr, &out)
+	return out, r.revert(ctx, c, repo, ap, req, landed, res.Commit, applyErr, &out)
 }
 
 func isRolloutFailure(err error) bool { return ExitCode(err) == ExitRollout }
@@ -245,13 +245,13 @@ func (r *runner) revert(ctx context.Context, c *cli.Context, repo *configrepo.Re
 	}
 	what := revertSummary(restore, remove)
 	if res.Changed {
-		out.Changed, out.CommitSHA = true, res.Commit.String()
+		out.Changed, out.CommitSHA = true, res.Commit
 		what += " (config commit " + short(out.CommitSHA) + ")"
 	} else {
 		what += " (the config repo already held it: nothing to commit)"
 	}
 	// Every workload is waited for: an entry the revert removed runs the manifests' own image.
-	if err := ap.deliver(ctx, repo, req.overlay, reverted.rendered, res.Commit.String(), nil, out); err != nil {
+	if err := ap.deliver(ctx, repo, req.overlay, reverted.rendered, res.Commit, nil, out); err != nil {
 		return fmt.Errorf("%w; %s, but the previous version did not become ready either: %v", rolloutErr, what, err)
 	}
 	out.Rollout = "reverted"
@@ -342,7 +342,7 @@ func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res conf
 	}
 	er, err := setOverlayImages(repo.Dir(), req.overlay, req.images)
 	if err != nil {
-		return editResult{}, fmt.Errorf("making the change again on %s, the commit it was landed on: %w", short(res.Parent.String()), err)
+		return editResult{}, fmt.Errorf("making the change again on %s, the commit it was landed on: %w", short(res.Parent), err)
 	}
 	file := filepath.Join(repo.Dir(), filepath.FromSlash(er.path))
 	edited, err := os.ReadFile(file)
@@ -354,7 +354,7 @@ func (r *runner) editOnParent(repo *configrepo.Repo, req changeRequest, res conf
 	}
 	if got, err := os.ReadFile(file); err != nil || string(got) != string(edited) {
 		// The landed commit is what the branch holds: apply it as it is.
-		r.rep.Warnf("%s in the landed commit %s differs from this run's edit of its parent; applying the landed commit as it is", er.path, short(res.Commit.String()))
+		r.rep.Warnf("%s in the landed commit %s differs from this run's edit of its parent; applying the landed commit as it is", er.path, short(res.Commit))
 		er.rendered = nil
 	}
 	return er, nil
@@ -369,7 +369,7 @@ func editFromRecord(repo *configrepo.Repo, res configrepo.Result) (editResult, e
 	}
 	rec, err := release.Parse(msg)
 	if err != nil {
-		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(res.Commit.String()), err)
+		return editResult{}, fmt.Errorf("reading the landed commit %s: %w", short(res.Commit), err)
 	}
 	er := editResult{changes: rec.Images, previous: map[string]types.Image{}}
 	for _, ch := range rec.Images {

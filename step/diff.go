@@ -95,7 +95,7 @@ func (r *runner) engineDiff(ctx context.Context, ap *applier, repo *configrepo.R
 	}
 	applied := false
 	if st.Applied != "" {
-		if applied, err = repo.Contains(ctx, st.Applied, tip.String()); err != nil {
+		if applied, err = repo.Contains(ctx, st.Applied, tip); err != nil {
 			end(err)
 			return err
 		}
@@ -108,9 +108,9 @@ func (r *runner) engineDiff(ctx context.Context, ap *applier, repo *configrepo.R
 		}
 	}
 	end(nil)
-	writeEngineState(r.stdout, st, repo.Branch(), tip.String(), applied, pending)
+	writeEngineState(r.stdout, st, repo.Branch(), tip, applied, pending)
 	if applied && st.Ready == "True" {
-		r.rep.Logf("%s applied the branch's tip %s", st.Object, short(tip.String()))
+		r.rep.Logf("%s applied the branch's tip %s", st.Object, short(tip))
 		return nil
 	}
 	out.Changed = true
@@ -119,9 +119,9 @@ func (r *runner) engineDiff(ctx context.Context, ap *applier, repo *configrepo.R
 		what = fmt.Sprintf("at least %d commits", maxPending)
 	}
 	if applied {
-		return exitCodeError{code: ExitFailure, err: fmt.Errorf("environment %s: %s applied the branch's tip %s but is not Ready (%s %s: %s)", envName, st.Object, short(tip.String()), orDash(st.Ready), st.Reason, st.Message)}
+		return exitCodeError{code: ExitFailure, err: fmt.Errorf("environment %s: %s applied the branch's tip %s but is not Ready (%s %s: %s)", envName, st.Object, short(tip), orDash(st.Ready), st.Reason, st.Message)}
 	}
-	return exitCodeError{code: ExitFailure, err: fmt.Errorf("environment %s: %s has not applied the branch's tip %s yet: %s not applied", envName, st.Object, short(tip.String()), what)}
+	return exitCodeError{code: ExitFailure, err: fmt.Errorf("environment %s: %s has not applied the branch's tip %s yet: %s not applied", envName, st.Object, short(tip), what)}
 }
 
 // notApplied lists the commits of the branch from its tip back to applied (exclusive), newest

@@ -97,7 +97,7 @@ func (r *runner) lock(ctx context.Context, c *cli.Context, lock bool) (ci.Outcom
 		}
 		return rec.Message(), paths, nil
 	}})
-	out.Changed, out.CommitSHA = res.Changed, res.Commit.String()
+	out.Changed, out.CommitSHA = res.Changed, res.Commit
 	if err != nil {
 		return out, err
 	}

@@ -155,7 +155,7 @@ func (r *runner) recordCheckout(repo *configrepo.Repo) {
 // readCheckout notes the commit the clone's work tree is at now.
 func (r *runner) readCheckout(repo *configrepo.Repo) {
 	if h, err := repo.Head(); err == nil && r.checkout != nil {
-		r.checkout.head = h.String()
+		r.checkout.head = h
 	}
 }
 

@@ -175,7 +175,7 @@ func (r *runner) proposeChange(ctx context.Context, c *cli.Context, repo *config
 		})
 		end(err)
 		if err == nil && res.Changed {
-			r.rep.Logf("pushed %s on %s to %s", short(res.Commit.String()), short(res.Parent.String()), ch.Branch)
+			r.rep.Logf("pushed %s on %s to %s", short(res.Commit), short(res.Parent), ch.Branch)
 		}
 		return res, err
 	}
@@ -185,7 +185,7 @@ func (r *runner) proposeChange(ctx context.Context, c *cli.Context, repo *config
 	}
 	if !res.Changed {
 		r.rep.Logf("%s already holds these images: no pull request needed", ch.Base)
-		out.CommitSHA = res.Commit.String()
+		out.CommitSHA = res.Commit
 		return out, nil
 	}
 	pr, err := r.syncPullRequest(ctx, fc, ch, res.Output, &out)
@@ -212,7 +212,7 @@ func (r *runner) proposeChange(ctx context.Context, c *cli.Context, repo *config
 		if now, err := fc.Get(ctx, pr.Number); err != nil || now.State != forge.StateOpen {
 			return nil
 		}
-		r.rep.Logf("%s moved to %s: making the change again on it", ch.Base, short(tip.String()))
+		r.rep.Logf("%s moved to %s: making the change again on it", ch.Base, short(tip))
 		if _, err := repo.Fetch(ctx); err != nil {
 			return err
 		}
@@ -247,7 +247,7 @@ func (r *runner) proposeChange(ctx context.Context, c *cli.Context, repo *config
 	}
 	commit := merged.MergeCommitSHA
 	if commit == "" {
-		commit = tip.String()
+		commit = tip
 	}
 	return out, ap.deliver(ctx, repo, req.overlay, nil, commit, changedImages(*landed), &out)
 }

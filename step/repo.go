@@ -21,7 +21,7 @@ func (r *runner) clone(ctx context.Context, opts configrepo.Options) (*configrep
 		return nil, err
 	}
 	if head, herr := repo.Head(); herr == nil {
-		r.rep.Logf("at %s", short(head.String()))
+		r.rep.Logf("at %s", short(head))
 	}
 	r.recordCheckout(repo)
 	end(nil)
@@ -49,13 +49,13 @@ func (r *runner) pushChange(ctx context.Context, repo *configrepo.Repo, c *cli.C
 	}
 	switch {
 	case res.Changed && res.LandedBy != "":
-		r.rep.Logf("landed by %s as %s on %s (the change waited in the queue; %d push attempt(s) of this run)", res.LandedBy, short(res.Commit.String()), short(res.Parent.String()), res.Attempts)
+		r.rep.Logf("landed by %s as %s on %s (the change waited in the queue; %d push attempt(s) of this run)", res.LandedBy, short(res.Commit), short(res.Parent), res.Attempts)
 	case res.Changed && res.Landed > 1:
-		r.rep.Logf("pushed %s on %s after %d attempt(s), landing %d queued change(s) of other pipelines in the same push", short(res.Commit.String()), short(res.Parent.String()), res.Attempts, res.Landed-1)
+		r.rep.Logf("pushed %s on %s after %d attempt(s), landing %d queued change(s) of other pipelines in the same push", short(res.Commit), short(res.Parent), res.Attempts, res.Landed-1)
 	case res.Changed:
-		r.rep.Logf("pushed %s on %s after %d attempt(s)", short(res.Commit.String()), short(res.Parent.String()), res.Attempts)
+		r.rep.Logf("pushed %s on %s after %d attempt(s)", short(res.Commit), short(res.Parent), res.Attempts)
 	default:
-		r.rep.Logf("already up to date at %s: nothing to commit", short(res.Commit.String()))
+		r.rep.Logf("already up to date at %s: nothing to commit", short(res.Commit))
 	}
 	end(nil)
 	return res, nil

@@ -56,7 +56,7 @@ func TestContains(t *testing.T) {
 		if err != nil || !res.Changed {
 			t.Fatalf("update: %+v, %v", res, err)
 		}
-		h.repo, h.ours = repo, res.Commit.String()
+		h.repo, h.ours = repo, res.Commit
 		gitCmd(t, work, "pull", "-q", "--ff-only", "origin", "main")
 		h.after = pushEmptyCommits(t, work, "main", nAfter)
 		gitCmd(t, work, "checkout", "-q", "-b", "side", h.before[0])

@@ -330,8 +330,14 @@ func (r *Repo) Dir() string { return r.wt.root }
 // URL is the repository URL without credentials.
 func (r *Repo) URL() string { return r.url }
 
-// Head is the commit the work tree is at.
-func (r *Repo) Head() (plumbing.Hash, error) {
+// Head is the commit the work tree is at, as 40 hex digits.
+func (r *Repo) Head() (string, error) {
+	h, err := r.head()
+	return h.String(), err
+}
+
+// head is the commit the work tree is at.
+func (r *Repo) head() (plumbing.Hash, error) {
 	ref, err := r.repo.Head()
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("reading HEAD of the clone: %w", err)
@@ -352,10 +358,11 @@ type Edit func(ctx context.Context, dir string) (message string, paths []string,
 type Result struct {
 	// Changed is false when the edit found nothing to change ("already up to date").
 	Changed bool
-	// Commit is the pushed commit (or the unchanged tip when Changed is false).
-	Commit plumbing.Hash
+	// Commit is the pushed commit (or the unchanged tip when Changed is false), as 40 hex
+	// digits.
+	Commit string
 	// Parent is the tip the pushed commit was made on.
-	Parent plumbing.Hash
+	Parent string
 	// Attempts counts push attempts, 1 when the first one landed.
 	Attempts int
 	// Queued: the change went through the queue (group commit).
@@ -390,7 +397,7 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 	deadline, _ := ctx.Deadline()
 	id := newChangeID(now, deadline)
 	group := ch.Request != "" && r.opts.Replay != nil && deadline.Sub(now)-r.opts.QueueSkew >= minQueueWindow
-	if head, err := r.Head(); err == nil && !r.fetched.IsZero() && head != r.fetched {
+	if head, err := r.head(); err == nil && !r.fetched.IsZero() && head != r.fetched {
 		// The clone was left on an older commit (a change another run landed): start from
 		// the tip as last fetched.
 		if err := r.moveTo(r.fetched); err != nil {
@@ -407,7 +414,7 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 				return Result{Attempts: attempt - 1}, err
 			}
 		}
-		base, err := r.Head()
+		base, err := r.head()
 		if err != nil {
 			return Result{}, err
 		}
@@ -441,7 +448,7 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 			return Result{Attempts: attempt - 1}, err
 		}
 		if !changed {
-			return Result{Changed: false, Commit: base, Parent: base, Attempts: attempt - 1}, nil
+			return Result{Changed: false, Commit: base.String(), Parent: base.String(), Attempts: attempt - 1}, nil
 		}
 		var q *queueing
 		if group && !r.queueOff {
@@ -465,7 +472,7 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 		}
 		if pushErr == nil {
 			r.fetched = commit
-			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
+			return Result{Changed: true, Commit: commit.String(), Parent: base.String(), Attempts: attempt}, nil
 		}
 		landed, err := r.lostRace(ctx, base, commit, pushErr)
 		if err != nil {
@@ -474,7 +481,7 @@ func (r *Repo) UpdateChange(ctx context.Context, sig Signature, ch Change) (Resu
 		if landed {
 			// The server took the push but its answer was lost: the tip is our commit.
 			r.fetched = commit
-			return Result{Changed: true, Commit: commit, Parent: base, Attempts: attempt}, nil
+			return Result{Changed: true, Commit: commit.String(), Parent: base.String(), Attempts: attempt}, nil
 		}
 		if q != nil && !r.queueOff {
 			// Lost on the server, after the plain push was sent: queue the change now.
@@ -719,9 +726,13 @@ func (r *Repo) fetchAndReset(ctx context.Context) error {
 	return nil
 }
 
-// Checkout moves the clone (its branch and work tree) to commit, which must be in it: the
-// tip, or a commit Update returned and its parent.
-func (r *Repo) Checkout(commit plumbing.Hash) error {
+// Checkout moves the clone (its branch and work tree) to commit (40 hex digits), which must be
+// in it: the tip, or a commit Update returned and its parent.
+func (r *Repo) Checkout(hex string) error {
+	commit, err := parseHash(hex)
+	if err != nil {
+		return err
+	}
 	if err := r.moveTo(commit); err != nil {
 		return fmt.Errorf("moving the clone to %s: %w", commit, err)
 	}
@@ -730,20 +741,28 @@ func (r *Repo) Checkout(commit plumbing.Hash) error {
 
 // Fetch re-reads the branch tip from the server and resets the clone to it. Callers that must
 // re-check something against the newest state (a revert) use it.
-func (r *Repo) Fetch(ctx context.Context) (plumbing.Hash, error) {
+func (r *Repo) Fetch(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	if err := r.fetchAndReset(ctx); err != nil {
-		return plumbing.ZeroHash, err
+		return "", err
 	}
-	return r.fetched, nil
+	return r.fetched.String(), nil
+}
+
+// parseHash reads a full commit id (40 hex digits).
+func parseHash(hex string) (plumbing.Hash, error) {
+	if !plumbing.IsHash(hex) {
+		return plumbing.ZeroHash, fmt.Errorf("%q is not a full commit id (40 hex digits)", hex)
+	}
+	return plumbing.NewHash(hex), nil
 }
 
 // Deepen fetches the branch again with the given depth, so the clone holds that many commits of
 // history (for history and rollback, which read records from commits; their files are not
 // fetched). It returns the number of commits now reachable from HEAD along first parents.
 func (r *Repo) Deepen(ctx context.Context, depth int) (int, error) {
-	head, err := r.Head()
+	head, err := r.head()
 	if err != nil {
 		return 0, err
 	}

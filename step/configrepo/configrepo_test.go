@@ -152,7 +152,7 @@ exit 0
 	if res.Attempts != 2 {
 		t.Errorf("Attempts = %d, want 2; log: %q", res.Attempts, logs)
 	}
-	if res.Parent != competing {
+	if res.Parent != competing.String() {
 		t.Errorf("landed on %s, want on the competing commit %s", res.Parent, competing)
 	}
 	if !strings.Contains(strings.Join(logs, "\n"), "attempt 1 lost the race") {

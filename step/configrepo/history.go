@@ -27,7 +27,7 @@ const maxHistoryDepth = 10000
 // far as visit asks for. A commit the clone should hold but cannot read is an error, never
 // the end of the history.
 func (r *Repo) History(ctx context.Context, visit func(Commit) bool) error {
-	head, err := r.Head()
+	head, err := r.head()
 	if err != nil {
 		return err
 	}
@@ -67,8 +67,12 @@ func (r *Repo) History(ctx context.Context, visit func(Commit) bool) error {
 }
 
 // Message is the message of a commit the clone holds (the tip, or one History or a landing
-// brought in).
-func (r *Repo) Message(commit plumbing.Hash) (string, error) {
+// brought in), named by its 40 hex digits.
+func (r *Repo) Message(hex string) (string, error) {
+	commit, err := parseHash(hex)
+	if err != nil {
+		return "", err
+	}
 	c, err := r.repo.CommitObject(commit)
 	if err != nil {
 		return "", fmt.Errorf("reading commit %s: %w", short(commit), err)

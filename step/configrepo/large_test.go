@@ -199,7 +199,7 @@ func TestDeepenReadsHistory(t *testing.T) {
 				}
 			}
 			head, _ := repo.Head()
-			c, err := repo.Git().CommitObject(head)
+			c, err := repo.Git().CommitObject(plumbing.NewHash(head))
 			for i := 39; err == nil && i >= 30; i-- {
 				if strings.TrimSpace(c.Message) != fmt.Sprint("c", i) {
 					t.Fatalf("commit %s says %q, want c%d", c.Hash, c.Message, i)

@@ -18,7 +18,7 @@ type ProposeResult struct {
 	// committed or pushed.
 	Changed bool
 	// Commit is the commit pushed to the head branch; Parent the branch's tip it was made on.
-	Commit, Parent plumbing.Hash
+	Commit, Parent string // 40 hex digits
 	// Output is what the server printed during the push (GitLab names its merge request there).
 	Output string
 }
@@ -36,7 +36,7 @@ func (r *Repo) Propose(ctx context.Context, sig Signature, head string, options 
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	base, err := r.Head()
+	base, err := r.head()
 	if err != nil {
 		return ProposeResult{}, err
 	}
@@ -50,7 +50,7 @@ func (r *Repo) Propose(ctx context.Context, sig Signature, head string, options 
 		return ProposeResult{}, err
 	}
 	if !changed {
-		return ProposeResult{Commit: base, Parent: base}, nil
+		return ProposeResult{Commit: base.String(), Parent: base.String()}, nil
 	}
 	var opts map[string]string
 	if options != nil {
@@ -63,7 +63,7 @@ func (r *Repo) Propose(ctx context.Context, sig Signature, head string, options 
 		}
 		return ProposeResult{}, classify(fmt.Sprintf("pushing to %s (branch %s)", r.url, head), err)
 	}
-	return ProposeResult{Changed: true, Commit: commit, Parent: base, Output: progress.String()}, nil
+	return ProposeResult{Changed: true, Commit: commit.String(), Parent: base.String(), Output: progress.String()}, nil
 }
 
 // forcePush sets ref to commit on the server whatever it held, sending objects (which the
@@ -83,11 +83,13 @@ func (r *remote) forcePush(ctx context.Context, st *filesystem.Storage, ref plum
 	return sendPack(ctx, s, ar, st, &packp.Command{Name: ref, Old: old, New: commit}, objects, options, progress)
 }
 
-// Tip asks the server where the branch points now, without fetching anything.
-func (r *Repo) Tip(ctx context.Context) (plumbing.Hash, error) {
+// Tip asks the server where the branch points now (40 hex digits), without fetching
+// anything.
+func (r *Repo) Tip(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	return r.remoteTip(ctx)
+	tip, err := r.remoteTip(ctx)
+	return tip.String(), err
 }
 
 // Branch is the branch the clone follows.

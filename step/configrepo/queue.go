@@ -949,13 +949,13 @@ func (r *Repo) landed(p *pending, b *landing) (Result, bool, error) {
 		return Result{Attempts: p.attempts}, true, b.own.err
 	}
 	if b.own.commit.IsZero() {
-		return Result{Changed: false, Commit: b.head, Parent: b.head, Attempts: p.attempts, Queued: true}, true, nil
+		return Result{Changed: false, Commit: b.head.String(), Parent: b.head.String(), Attempts: p.attempts, Queued: true}, true, nil
 	}
 	// The work tree holds the queue's last change: move it to this run's.
 	if err := r.moveTo(b.own.commit); err != nil {
 		return Result{}, true, fmt.Errorf("resetting the clone to %s: %w", b.own.commit, err)
 	}
-	return Result{Changed: true, Commit: b.own.commit, Parent: b.own.parent, Attempts: p.attempts, Queued: true, Landed: b.count.landed + 1}, true, nil
+	return Result{Changed: true, Commit: b.own.commit.String(), Parent: b.own.parent.String(), Attempts: p.attempts, Queued: true, Landed: b.count.landed + 1}, true, nil
 }
 
 // poll reads the server's refs; when they show this run's change decided, it fetches the
@@ -1017,7 +1017,7 @@ func (r *Repo) outcomeOf(ctx context.Context, p *pending, v queueView) (Result, 
 		if len(c.ParentHashes) > 0 {
 			parent = c.ParentHashes[0]
 		}
-		return Result{Changed: true, Commit: c.Hash, Parent: parent, Attempts: p.attempts, Queued: true,
+		return Result{Changed: true, Commit: c.Hash.String(), Parent: parent.String(), Attempts: p.attempts, Queued: true,
 			LandedBy: fmt.Sprintf("%s <%s>", c.Committer.Name, c.Committer.Email)}, nil
 	case outcomeRefused:
 		code, err := strconv.Atoi(trailer(c.Message, trailerExitCode))
@@ -1029,7 +1029,7 @@ func (r *Repo) outcomeOf(ctx context.Context, p *pending, v queueView) (Result, 
 		if err := r.fetchAndReset(ctx); err != nil {
 			return Result{}, err
 		}
-		return Result{Changed: false, Commit: r.fetched, Parent: r.fetched, Attempts: p.attempts, Queued: true}, nil
+		return Result{Changed: false, Commit: r.fetched.String(), Parent: r.fetched.String(), Attempts: p.attempts, Queued: true}, nil
 	case outcomeExpired:
 		return Result{Attempts: p.attempts}, fmt.Errorf("%w: the deadline (--push-timeout) passed while the change waited in the queue as %s (judged by %s's clock): it did not land", ErrConflict, p.ref, c.Committer.Name)
 	default:

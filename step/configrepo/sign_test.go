@@ -67,7 +67,7 @@ func TestSignedCommits(t *testing.T) {
 			if r2.Attempts < 2 || r2.Parent != r1.Commit {
 				t.Fatalf("the second update did not retry on the first's commit: %+v (first %s)", r2, r1.Commit)
 			}
-			for _, c := range []string{r1.Commit.String(), r2.Commit.String()} {
+			for _, c := range []string{r1.Commit, r2.Commit} {
 				signtest.RequireVerified(t, gs.BareDir("signed"), c, k)
 				if v := signtest.Verify(t, gs.BareDir("signed"), c, other[k.Format]); v.VerifyErr == nil || v.Status == "G" {
 					t.Errorf("commit %s verifies against a key that did not sign it: %%G?=%s\n%s", c, v.Status, v.Output)
@@ -107,7 +107,7 @@ func TestUnsignedWithoutSigner(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := signtest.SSH(t, "ed25519", "", "bot@example.com")
-	if v := signtest.Verify(t, gs.BareDir("unsigned"), res.Commit.String(), k); v.Status != "N" || v.VerifyErr == nil {
+	if v := signtest.Verify(t, gs.BareDir("unsigned"), res.Commit, k); v.Status != "N" || v.VerifyErr == nil {
 		t.Errorf("an unsigned commit: %%G?=%s, verify-commit: %v", v.Status, v.VerifyErr)
 	}
 	log, err := gs.Log("unsigned", "main")

@@ -136,7 +136,7 @@ func (e *env) setImage(repo *configrepo.Repo, image string) string {
 	if err != nil || !res.Changed {
 		e.t.Fatalf("pushing web=%s: %+v, %v", image, res, err)
 	}
-	return res.Commit.String()
+	return res.Commit
 }
 
 // push pushes, through repo, a commit that writes content to path.
@@ -148,7 +148,7 @@ func (e *env) push(repo *configrepo.Repo, path, content string) string {
 	if err != nil || !res.Changed {
 		e.t.Fatalf("pushing %s: %+v, %v", path, res, err)
 	}
-	return res.Commit.String()
+	return res.Commit
 }
 
 func containsIn(repo *configrepo.Repo) engine.Contains {
