@@ -564,11 +564,14 @@ func httpGet(ctx context.Context, client *http.Client, url string) ([]byte, erro
 	return body, nil
 }
 
+// createFakeNode registers the kwok node every pod is scheduled to. It holds 1 000 pods, not a
+// kubelet's default 110: one control plane serves a whole `make bench`, whose scenarios keep
+// their workloads (P1 and P4 leave 80 pods, P6 adds 60), and with 110 P6's pods stayed Pending.
 func createFakeNode(ctx context.Context, core corev1client.CoreV1Interface) error {
 	resources := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("110"),
+		corev1.ResourcePods:   resource.MustParse("1000"),
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
