@@ -1,10 +1,12 @@
 package gctune_test
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,17 +61,53 @@ func TestSmallHeapThenDefaults(t *testing.T) {
 	for i := range big {
 		big[i] = byte(i)
 	}
+	waitForDefaults(t, fmt.Sprintf("with %d MiB live", len(big)>>20))
+	runtime.KeepAlive(big)
+}
+
+// waitForDefaults collects until the defaults are back (GOGC=100, no limit), for up to 5 s.
+func waitForDefaults(t *testing.T, with string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // the check runs as a finalizer, after the collection
 		p, l := settings()
 		if p == 100 && l == math.MaxInt64 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("with %d MiB live: GOGC %d, limit %d; want the defaults (100, no limit)", len(big)>>20, p, l)
+			t.Fatalf("%s: GOGC %d, limit %d; want the defaults (100, no limit)", with, p, l)
 		}
 	}
-	runtime.KeepAlive(big)
+}
+
+// TestMemoryOutsideTheHeap: memory no collection frees that is not heap (here goroutine
+// stacks) counts too: near the soft limit the defaults come back, though the live heap is
+// small.
+func TestMemoryOutsideTheHeap(t *testing.T) {
+	_, restore := gctune.Set(env(nil))
+	defer restore()
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deepStack(1000, release) // about 128 KiB of stack each
+		}()
+	}
+	defer func() { close(release); wg.Wait() }()
+	waitForDefaults(t, "with ~37 MiB of stacks")
+}
+
+// deepStack recurses n times, each frame holding 128 bytes, then waits for release.
+func deepStack(n int, release chan struct{}) byte {
+	var pad [128]byte
+	if n == 0 {
+		<-release
+		return pad[0]
+	}
+	pad[n%128] = byte(n)
+	return deepStack(n-1, release) + pad[(n+1)%128]
 }

@@ -82,7 +82,7 @@ func BinDir() (string, error) {
 
 // Cluster is a real Kubernetes control plane on 127.0.0.1: etcd,
 // kube-apiserver, kube-controller-manager and kube-scheduler, plus kwok
-// simulating one node (FakeNodeName, 32 CPUs, 256Gi, 110 pods), so
+// simulating one node (FakeNodeName, 32 CPUs, 256Gi, 1 000 pods), so
 // Deployments roll out and their pods become Ready. Each component is a
 // child process in its own process group that the kernel kills if the
 // starting thread dies. All state lives in a temporary directory that Stop

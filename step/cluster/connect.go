@@ -206,7 +206,7 @@ func findConfig(opts Options, getenv func(string) string) (*clientcmdapi.Config,
 // to keep out of its output: the tokens and passwords of every user in it, their client keys
 // (PEM, and base64 as a kubeconfig holds them), the contents of the token and key files they
 // name, the tokens and secrets of auth providers, and the values of exec plugins' environment
-// variables whose names say they hold one (…TOKEN, …SECRET…, …KEY…; see secretName); or the
+// variables whose names say they hold one (…TOKEN, …SECRET…, …KEY…; see secretSetting); or the
 // in-cluster service account's token. Kubeconfig data that does not parse is returned whole:
 // what it holds is unknown. It returns nothing when there is no kubeconfig to read; Connect
 // reports that.
@@ -230,14 +230,14 @@ func Credentials(opts Options) []string {
 		out = append(out, fileContents(ai.TokenFile, ai.ClientKey)...)
 		if ai.AuthProvider != nil {
 			for k, v := range ai.AuthProvider.Config {
-				if secretName(k) {
+				if secretSetting(k, v) {
 					out = append(out, v)
 				}
 			}
 		}
 		if ai.Exec != nil {
 			for _, e := range ai.Exec.Env {
-				if secretName(e.Name) {
+				if secretSetting(e.Name, e.Value) {
 					out = append(out, e.Value)
 				}
 			}
@@ -246,17 +246,41 @@ func Credentials(opts Options) []string {
 	return out
 }
 
-// secretName reports whether a setting's name says it holds a secret (an auth provider's
-// "access-token", an exec plugin's AWS_SECRET_ACCESS_KEY or VAULT_TOKEN).
-func secretName(name string) bool {
-	name = strings.ToLower(name)
-	for _, s := range []string{"token", "secret", "password", "passwd", "key", "credential"} {
-		if strings.Contains(name, s) {
+// secretSetting reports whether a setting (an auth provider's config entry, an exec plugin's
+// environment variable) holds a secret: its name says so (an "access-token", a VAULT_TOKEN, an
+// AWS_SECRET_ACCESS_KEY, a DB_PASS), and its value could be one. Masking a value hides it
+// everywhere in the job's log, so names that point at a secret without holding one
+// (KMS_KEY_ID, SSH_KEY_PATH, TOKEN_TYPE) and values too short or too plain to be one ("true",
+// "json", "Bearer") are left alone.
+func secretSetting(name, value string) bool {
+	if len(value) < minSecretLen {
+		return false
+	}
+	switch strings.ToLower(value) {
+	case "true", "false", "yes", "no", "none", "null":
+		return false
+	}
+	n := strings.ToLower(strings.NewReplacer("-", "_", ".", "_").Replace(name))
+	for _, suffix := range []string{"_id", "_file", "_path", "_dir", "_url", "_type", "_region", "_format", "_name"} {
+		if strings.HasSuffix(n, suffix) {
+			return false
+		}
+	}
+	for _, s := range []string{"token", "secret", "password", "passwd", "passphrase", "key", "credential"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	for _, suffix := range []string{"_pass", "_pwd", "_pat"} {
+		if strings.HasSuffix(n, suffix) {
 			return true
 		}
 	}
 	return false
 }
+
+// minSecretLen is the shortest value secretSetting takes for a secret.
+const minSecretLen = 8
 
 // fileContents reads the files named (an empty name, or a file that cannot be read, gives
 // nothing).

@@ -241,7 +241,9 @@ func TestCredentials(t *testing.T) {
 	b := write("b.yaml", kubeconfig("b", "    username: admin\n    password: password-in-b\n"))
 	x := write("x.yaml", kubeconfig("x", "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: get-token\n"+
 		"      interactiveMode: Never\n      env:\n      - {name: VAULT_TOKEN, value: vault-token-in-x}\n"+
-		"      - {name: AWS_SECRET_ACCESS_KEY, value: aws-secret-in-x}\n      - {name: AWS_REGION, value: eu-west-1}\n"))
+		"      - {name: AWS_SECRET_ACCESS_KEY, value: aws-secret-in-x}\n      - {name: DB_PASS, value: db-pass-in-x}\n"+
+		"      - {name: AWS_REGION, value: eu-west-1}\n      - {name: USE_TOKEN_CACHE, value: \"true\"}\n"+
+		"      - {name: KMS_KEY_ID, value: kms-key-id-in-x}\n      - {name: SSH_KEY_PATH, value: /home/ci/.ssh/id}\n"))
 	home := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(home, ".kube"), 0o700); err != nil {
 		t.Fatal(err)
@@ -261,7 +263,7 @@ func TestCredentials(t *testing.T) {
 		{"--kubeconfig wins", cluster.Options{Kubeconfig: b, Getenv: env(map[string]string{"HOME": home})}, []string{"password-in-b"}},
 		{"data that does not parse, whole", cluster.Options{KubeconfigData: []byte("token: {not yaml"), Getenv: env(nil)}, []string{"token: {not yaml"}},
 		{"nothing to read", cluster.Options{Getenv: env(nil)}, nil},
-		{"an exec plugin's secret environment", cluster.Options{Kubeconfig: x, Getenv: env(nil)}, []string{"vault-token-in-x", "aws-secret-in-x"}},
+		{"an exec plugin's secret environment", cluster.Options{Kubeconfig: x, Getenv: env(nil)}, []string{"vault-token-in-x", "aws-secret-in-x", "db-pass-in-x"}},
 	} {
 		got := strings.Join(cluster.Credentials(c.opts), "\n")
 		for _, w := range c.want {
@@ -272,8 +274,10 @@ func TestCredentials(t *testing.T) {
 		if c.want == nil && strings.TrimSpace(got) != "" {
 			t.Errorf("%s: got %q, want nothing", c.name, got)
 		}
-		if strings.Contains(got, "eu-west-1") {
-			t.Errorf("%s: an exec plugin's AWS_REGION is not a secret, got %q", c.name, got)
+		for _, plain := range []string{"eu-west-1", "true", "kms-key-id-in-x", "/home/ci/.ssh/id"} {
+			if strings.Contains(got, plain) {
+				t.Errorf("%s: %q is not a secret (a region, a flag, an id, a path), got %q", c.name, plain, got)
+			}
 		}
 		if strings.Contains(got, "token-in-home") && c.name != "~/.kube/config" {
 			t.Errorf("%s: read ~/.kube/config, which Connect would not", c.name)

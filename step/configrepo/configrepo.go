@@ -333,7 +333,10 @@ func (r *Repo) URL() string { return r.url }
 // Head is the commit the work tree is at, as 40 hex digits.
 func (r *Repo) Head() (string, error) {
 	h, err := r.head()
-	return h.String(), err
+	if err != nil {
+		return "", err
+	}
+	return h.String(), nil
 }
 
 // head is the commit the work tree is at.

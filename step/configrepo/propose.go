@@ -89,7 +89,10 @@ func (r *Repo) Tip(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	tip, err := r.remoteTip(ctx)
-	return tip.String(), err
+	if err != nil {
+		return "", err
+	}
+	return tip.String(), nil
 }
 
 // Branch is the branch the clone follows.
