@@ -49,3 +49,18 @@ func TestPollCap(t *testing.T) {
 		}
 	}
 }
+
+// TestParseHash: a commit id reaches go-git only as a full id; a short or mangled one is an
+// error, not a silently different hash.
+func TestParseHash(t *testing.T) {
+	t.Parallel()
+	full := "0123456789abcdef0123456789abcdef01234567"
+	if h, err := parseHash(full); err != nil || h.String() != full {
+		t.Errorf("parseHash(%q) = %s, %v", full, h, err)
+	}
+	for _, bad := range []string{"", "0123456", full + "8", "g123456789abcdef0123456789abcdef01234567", " " + full[1:]} {
+		if h, err := parseHash(bad); err == nil {
+			t.Errorf("parseHash(%q) = %s, want an error", bad, h)
+		}
+	}
+}
