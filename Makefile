@@ -112,11 +112,5 @@ stress: k8s-bins bench-bins build ## contention at 32 pipelines x 20 trials: zer
 
 FUZZTIME ?= 20s
 
-fuzz: ## run every fuzz target in the module for FUZZTIME each (default 20s), one after another
-	@set -e; for file in $$(grep -rlE '^func Fuzz[A-Za-z0-9_]*\(' --include='*_test.go' . | sort); do \
-	  dir=$$(dirname "$$file"); \
-	  for target in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
-	    echo "fuzz: $$target in $$dir for $(FUZZTIME)"; \
-	    $(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) "$$dir"; \
-	  done; \
-	done
+fuzz: ## run every fuzz target in the module for FUZZTIME each (default 20s, or a count like 5000x), one after another (hack/fuzz.sh)
+	GO="$(GO)" hack/fuzz.sh "$(FUZZTIME)"
