@@ -107,7 +107,7 @@ func (r *runner) app() *cli.App {
 	for _, cmd := range app.Commands {
 		// A bad flag is bad input: say so on stderr with the command's name, exit 2, no help dump.
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-			return usage(fmt.Errorf("%s: %w (see deliver %s --help)", c.Command.Name, err, c.Command.Name))
+			return usage(fmt.Errorf("%s: %w (see deliver %s --help)", c.Command.Name, explainFlagValue(c.Command.Flags, err), c.Command.Name))
 		}
 		// urfave/cli's "help" subcommand is one Command shared by the whole process, which
 		// every run would write to (see sharedFlag); --help is the way.

@@ -386,3 +386,50 @@ func (r *runner) author(c *cli.Context) configrepo.Signature {
 }
 
 var errNoImages = errors.New("no image given")
+
+// flagValueRE matches the Go flag package's report of a value its flag cannot parse, which
+// names neither the reason nor what the flag takes ("parse error").
+var flagValueRE = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-([A-Za-z0-9-]+): parse error$`)
+
+// explainFlagValue rewrites the Go flag package's "invalid value ... parse error" for a flag of
+// flags into why the value does not parse and what the flag takes; any other error comes back
+// as it is.
+func explainFlagValue(flags []cli.Flag, err error) error {
+	m := flagValueRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	value, name := m[1], m[2]
+	for _, f := range flags {
+		if ef, ok := f.(envFlag); ok {
+			f = ef.envSourced
+		}
+		if !hasName(f, name) {
+			continue
+		}
+		var why string
+		switch f.(type) {
+		case *cli.DurationFlag:
+			_, perr := time.ParseDuration(value)
+			why = fmt.Sprintf("%v; want a duration such as 90s, 5m or 1h30m", perr)
+		case *cli.BoolFlag:
+			why = "want true or false (or the flag alone for true)"
+		case *cli.IntFlag:
+			why = "want a whole number"
+		default:
+			return err
+		}
+		return fmt.Errorf("invalid value %q for --%s: %s", value, name, why)
+	}
+	return err
+}
+
+// hasName reports whether f answers to name.
+func hasName(f cli.Flag, name string) bool {
+	for _, n := range f.Names() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
