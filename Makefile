@@ -113,4 +113,4 @@ stress: k8s-bins bench-bins build ## contention at 32 pipelines x 20 trials: zer
 FUZZTIME ?= 20s
 
 fuzz: ## run every fuzz target in the module for FUZZTIME each (default 20s, or a count like 5000x), one after another (hack/fuzz.sh)
-	GO="$(GO)" hack/fuzz.sh "$(FUZZTIME)"
+	@GO="$(GO)" hack/fuzz.sh "$(FUZZTIME)"

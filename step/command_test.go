@@ -121,9 +121,14 @@ func TestCommandRefusals(t *testing.T) {
 			want: usage(`diff: could not parse "5" as duration value from environment variable "DELIVER_TIMEOUT" for flag timeout`)},
 		{name: "duration without a unit", args: []string{"deploy", "--push-timeout", "5"},
 			want: usage(`deploy: invalid value "5" for --push-timeout: time: missing unit in duration "5"; want a duration such as 90s, 5m or 1h30m (see deliver deploy --help)`)},
-		{name: "bool flag with a word", args: []string{"apply", "--wait=maybe"}, want: usage(`apply: invalid value "maybe" for --wait: want true or false`)},
-		{name: "int flag with a word", args: []string{"history", "--push-attempts=many"}, want: usage(`history: invalid value "many" for --push-attempts: want a whole number`)},
-		{name: "int flag out of range", args: []string{"history", "--push-attempts=99999999999999999999"}, want: usage(`history: invalid value "99999999999999999999" for flag -push-attempts: value out of range`)},
+		{name: "duration with a quote", args: []string{"deploy", "--push-timeout", `5"`},
+			want: usage(`deploy: invalid value "5\"" for --push-timeout: time: unknown unit "\"" in duration "5\""; want a duration such as 90s, 5m or 1h30m (see deliver deploy --help)`)},
+		{name: "bool flag with a word", args: []string{"apply", "--wait=maybe"},
+			want: usage(`apply: invalid value "maybe" for --wait: want true or false (or the flag alone for true) (see deliver apply --help)`)},
+		{name: "int flag with a word", args: []string{"history", "--push-attempts=many"},
+			want: usage(`history: invalid value "many" for --push-attempts: want a whole number (see deliver history --help)`)},
+		{name: "int flag out of range", args: []string{"history", "--push-attempts=99999999999999999999"},
+			want: usage(`history: invalid value "99999999999999999999" for --push-attempts: out of range; want a whole number of at most 19 digits (see deliver history --help)`)},
 		{name: "version with an argument", args: []string{"version", "x"}, want: usage(`version takes no arguments, got "x"`)},
 
 		// deploy.

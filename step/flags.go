@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -388,8 +389,9 @@ func (r *runner) author(c *cli.Context) configrepo.Signature {
 var errNoImages = errors.New("no image given")
 
 // flagValueRE matches the Go flag package's report of a value its flag cannot parse, which
-// names neither the reason nor what the flag takes ("parse error").
-var flagValueRE = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-([A-Za-z0-9-]+): parse error$`)
+// names neither the reason nor what the flag takes ("parse error", "value out of range"); the
+// value is quoted as by %q.
+var flagValueRE = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-([A-Za-z0-9_-]+): (parse error|value out of range)$`)
 
 // explainFlagValue rewrites the Go flag package's "invalid value ... parse error" for a flag of
 // flags into why the value does not parse and what the flag takes; any other error comes back
@@ -399,7 +401,11 @@ func explainFlagValue(flags []cli.Flag, err error) error {
 	if m == nil {
 		return err
 	}
-	value, name := m[1], m[2]
+	value, err2 := strconv.Unquote(`"` + m[1] + `"`)
+	if err2 != nil {
+		return err
+	}
+	name, outOfRange := m[2], m[3] == "value out of range"
 	for _, f := range flags {
 		if ef, ok := f.(envFlag); ok {
 			f = ef.envSourced
@@ -416,12 +422,23 @@ func explainFlagValue(flags []cli.Flag, err error) error {
 			why = "want true or false (or the flag alone for true)"
 		case *cli.IntFlag:
 			why = "want a whole number"
+			if outOfRange {
+				why = "out of range; want a whole number of at most 19 digits"
+			}
 		default:
 			return err
 		}
-		return fmt.Errorf("invalid value %q for --%s: %s", value, name, why)
+		return fmt.Errorf("invalid value %q for %s: %s", value, dashed(name), why)
 	}
 	return err
+}
+
+// dashed is a flag's name as it is typed: -t, --timeout.
+func dashed(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
 }
 
 // hasName reports whether f answers to name.
