@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/kustomize/api/types"
+
 	"github.com/deliverhq/deliver/kustomize"
 )
 
@@ -230,5 +232,30 @@ func noImages(tb testing.TB, path string) {
 	}
 	if err := os.WriteFile(path, data[:cut], 0o644); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// BenchmarkBuilderReplay renders an overlay of 64 services again and again with
+// kustomize.Builder, one image entry changed before each build, as a run landing a queue of
+// 64 changes does (go test -run XXX -bench BuilderReplay -cpuprofile cpu.out ./bench).
+func BenchmarkBuilderReplay(b *testing.B) {
+	f := Fixture{Services: services(64), Env: "bench", NS: "bench", Registry: "registry.example.com", Tag: "1.0.0"}
+	root := writeFixture(b, f)
+	dir := filepath.Join(root, "overlays", "bench")
+	var builder kustomize.Builder
+	if _, err := builder.Build(root, "overlays/bench"); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		svc := f.Services[i%len(f.Services)]
+		img := types.Image{Name: svc, NewName: f.Registry + "/" + f.ImageRepo(svc), NewTag: fmt.Sprintf("2.0.%d", i)}
+		if _, err := kustomize.SetImages(dir, []types.Image{img}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := builder.Build(root, "overlays/bench"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -103,14 +103,23 @@ func (b *Builder) fastImages(fsys *confinedFS, dir string, plan *buildPlan, run 
 		return nil, err
 	}
 	view := fsys.withContent(real, stripped)
-	apply := func(rm resmap.ResMap) error { return setImages(rm.Resources(), k.Images, specs) }
-	if rm := b.recall(dir, view); rm != nil {
-		return guarded(func() (resmap.ResMap, error) { return rm, apply(rm) })
+	if rm, m := b.recall(dir, view); rm != nil {
+		return guarded(func() (resmap.ResMap, error) {
+			err := setImages(rm.Resources(), k.Images, specs, b.shapesChecked(m))
+			if err == nil {
+				b.markShapesChecked(m)
+			}
+			return rm, err
+		})
 	}
 	rec := &recordingFS{confinedFS: view}
 	return run(rec, func(rm resmap.ResMap) error {
-		b.remember(dir, rec, rm)
-		return apply(rm)
+		m := b.remember(dir, rec, rm)
+		err := setImages(rm.Resources(), k.Images, specs, false)
+		if err == nil {
+			b.markShapesChecked(m)
+		}
+		return err
 	})
 }
 
@@ -163,15 +172,17 @@ func withoutImages(data []byte, k types.Kustomization) ([]byte, error) {
 // (metadata that does not read, a scalar where a field path expects a list or a mapping, a
 // container that is not a mapping, an image that is not a string) whatever the entry's
 // name, and a resource that cannot match must fail the build as it does with kustomize.
-// Later entries would meet the same shapes, so they may skip what cannot match.
-func setImages(res []*resource.Resource, entries []types.Image, specs types.FsSlice) error {
+// Later entries would meet the same shapes, so they may skip what cannot match. So may the
+// first when shapesChecked: the resources are a copy of ones on which the filters of some
+// entry already ran everywhere without failing (a remembered build, see Builder).
+func setImages(res []*resource.Resource, entries []types.Image, specs types.FsSlice, shapesChecked bool) error {
 	values := make([][]string, len(res))
 	for i, r := range res {
 		values[i] = imageValues(r.YNode(), nil)
 	}
 	for e, img := range entries {
 		for i, r := range res {
-			if e > 0 && !anyMayMatch(values[i], img.Name) {
+			if (e > 0 || shapesChecked) && !anyMayMatch(values[i], img.Name) {
 				continue
 			}
 			if err := r.ApplyFilter(imagetag.LegacyFilter{ImageTag: img}); err != nil {

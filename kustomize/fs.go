@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
@@ -24,6 +25,15 @@ type confinedFS struct {
 	// replaced maps resolved paths to the content ReadFile returns for them instead of
 	// the disk's (see withContent); Open refuses them.
 	replaced map[string][]byte
+	// real remembers the paths resolve followed, shared with copies (withContent). A
+	// confinedFS serves one build, during which nothing writes to the tree.
+	real *realPaths
+}
+
+// realPaths maps absolute paths that exist to the paths they resolve to.
+type realPaths struct {
+	mu sync.Mutex
+	m  map[string]string
 }
 
 var _ filesys.FileSystem = (*confinedFS)(nil)
@@ -45,7 +55,7 @@ func newConfinedFS(root string) (*confinedFS, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("the repository root %s is not a directory", root)
 	}
-	return &confinedFS{root: real, disk: filesys.MakeFsOnDisk()}, nil
+	return &confinedFS{root: real, disk: filesys.MakeFsOnDisk(), real: &realPaths{m: map[string]string{}}}, nil
 }
 
 // resolve returns the absolute path p refers to once every symlink is followed. For a
@@ -58,7 +68,7 @@ func (c *confinedFS) resolve(p string) (string, error) {
 	}
 	cur, rest := abs, ""
 	for {
-		real, err := filepath.EvalSymlinks(cur)
+		real, err := c.evalSymlinks(cur)
 		if err == nil {
 			return filepath.Join(real, rest), nil
 		}
@@ -75,6 +85,39 @@ func (c *confinedFS) resolve(p string) (string, error) {
 		rest = filepath.Join(filepath.Base(cur), rest)
 		cur = parent
 	}
+}
+
+// evalSymlinks is filepath.EvalSymlinks of the clean absolute path abs, from the resolved
+// paths of its parents when they are known: a build asks for the same directories once per
+// file in them. Only a path that is not a symlink is resolved here, as its resolved parent
+// joined with its name; a symlink goes to filepath.EvalSymlinks whole.
+func (c *confinedFS) evalSymlinks(abs string) (string, error) {
+	parent := filepath.Dir(abs)
+	if c.real == nil || parent == abs {
+		return filepath.EvalSymlinks(abs)
+	}
+	c.real.mu.Lock()
+	real, ok := c.real.m[abs]
+	c.real.mu.Unlock()
+	if ok {
+		return real, nil
+	}
+	realParent, err := c.evalSymlinks(parent)
+	if err != nil {
+		return "", err
+	}
+	joined := filepath.Join(realParent, filepath.Base(abs))
+	fi, err := os.Lstat(joined)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return filepath.EvalSymlinks(abs)
+	}
+	c.real.mu.Lock()
+	c.real.m[abs] = joined
+	c.real.mu.Unlock()
+	return joined, nil
 }
 
 // check returns the resolved path of p, or an error if it is outside root.

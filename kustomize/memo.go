@@ -35,6 +35,9 @@ type memo struct {
 	dir string        // the overlay's resolved directory
 	rm  resmap.ResMap // the build without images:, never handed out (copies are)
 	obs []observation
+	// shapesChecked: the image filters of an entry ran on every resource of a copy of rm
+	// without failing, so a later copy need not be visited whole again (setImages).
+	shapesChecked bool
 }
 
 // Build renders the overlay as the package-level Build does.
@@ -192,24 +195,25 @@ func (r *recordingFS) Walk(p string, walkFn filepath.WalkFunc) error {
 	return r.confinedFS.Walk(p, walkFn)
 }
 
-// recall returns a copy of the remembered build of the overlay in dir if it still holds on
-// fsys.
-func (b *Builder) recall(dir string, fsys *confinedFS) resmap.ResMap {
+// recall returns a copy of the remembered build of the overlay in dir, and the memo it came
+// from, if it still holds on fsys.
+func (b *Builder) recall(dir string, fsys *confinedFS) (resmap.ResMap, *memo) {
 	if b == nil {
-		return nil
+		return nil, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.last == nil || b.last.dir != dir || !b.last.holds(fsys) {
-		return nil
+		return nil, nil
 	}
-	return b.last.rm.DeepCopy()
+	return b.last.rm.DeepCopy(), b.last
 }
 
-// remember keeps a copy of rm, the build of the overlay in dir that made the reads rec saw.
-func (b *Builder) remember(dir string, rec *recordingFS, rm resmap.ResMap) {
+// remember keeps a copy of rm, the build of the overlay in dir that made the reads rec saw,
+// and returns its memo (nil when it is not kept).
+func (b *Builder) remember(dir string, rec *recordingFS, rm resmap.ResMap) *memo {
 	if b == nil {
-		return
+		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -217,4 +221,26 @@ func (b *Builder) remember(dir string, rec *recordingFS, rm resmap.ResMap) {
 	if !rec.opaque {
 		b.last = &memo{dir: dir, rm: rm.DeepCopy(), obs: rec.obs}
 	}
+	return b.last
+}
+
+// shapesChecked reports whether m's resources passed a whole visit of the image filters.
+func (b *Builder) shapesChecked(m *memo) bool {
+	if m == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return m.shapesChecked
+}
+
+// markShapesChecked records that a copy of m's resources passed a whole visit of the image
+// filters (setImages).
+func (b *Builder) markShapesChecked(m *memo) {
+	if m == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m.shapesChecked = true
 }
