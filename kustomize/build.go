@@ -84,6 +84,7 @@ func prepare(root, overlay string) (fsys *confinedFS, dir string, plan *buildPla
 	if fsys, err = newConfinedFS(root); err != nil {
 		return nil, "", nil, err
 	}
+	fsys.forOneBuild()
 	dir = overlay
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(fsys.root, overlay)

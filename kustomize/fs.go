@@ -17,16 +17,18 @@ import (
 // Every path is made absolute and its symlinks resolved (for a path that does not exist
 // yet, those of its longest existing parent) before it is used, and a path that then
 // lies outside root is refused with an error wrapping ErrOutsideRoot (IsDir and Exists
-// report false for it, Glob and Walk leave it out or stop). Writes are refused outright:
-// rendering an overlay never needs them.
+// report false for it, Glob and Walk leave it out or stop). Reads go to the resolved path,
+// not the path asked for: the disk would follow a symlink before a ".." that the
+// resolution cleaned away as text. Writes are refused outright: rendering an overlay never
+// needs them.
 type confinedFS struct {
 	root string // absolute, symlinks resolved
 	disk filesys.FileSystem
 	// replaced maps resolved paths to the content ReadFile returns for them instead of
 	// the disk's (see withContent); Open refuses them.
 	replaced map[string][]byte
-	// real remembers the paths resolve followed, shared with copies (withContent). A
-	// confinedFS serves one build, during which nothing writes to the tree.
+	// real, if not nil, remembers the paths resolve followed, shared with copies
+	// (withContent); see forOneBuild.
 	real *realPaths
 }
 
@@ -55,7 +57,16 @@ func newConfinedFS(root string) (*confinedFS, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("the repository root %s is not a directory", root)
 	}
-	return &confinedFS{root: real, disk: filesys.MakeFsOnDisk(), real: &realPaths{m: map[string]string{}}}, nil
+	return &confinedFS{root: real, disk: filesys.MakeFsOnDisk()}, nil
+}
+
+// forOneBuild makes c remember the paths it resolves (see evalSymlinks), for a file system
+// that serves one build: deliver writes nothing to the tree while a build runs, and a
+// confinedFS that outlives its build must not remember (a directory swapped for a symlink
+// out of the repo after it was resolved would be read through).
+func (c *confinedFS) forOneBuild() *confinedFS {
+	c.real = &realPaths{m: map[string]string{}}
+	return c
 }
 
 // resolve returns the absolute path p refers to once every symlink is followed. For a
@@ -180,23 +191,25 @@ func (c *confinedFS) Open(p string) (filesys.File, error) {
 	if err := checkBuildFile(real); err != nil {
 		return nil, err
 	}
-	return c.disk.Open(p)
+	return c.disk.Open(real)
 }
 
 // IsDir reports whether p is a directory inside root.
 func (c *confinedFS) IsDir(p string) bool {
-	if _, err := c.check(p); err != nil {
+	real, err := c.check(p)
+	if err != nil {
 		return false
 	}
-	return c.disk.IsDir(p)
+	return c.disk.IsDir(real)
 }
 
 // ReadDir lists p if it resolves inside root.
 func (c *confinedFS) ReadDir(p string) ([]string, error) {
-	if _, err := c.check(p); err != nil {
+	real, err := c.check(p)
+	if err != nil {
 		return nil, err
 	}
-	return c.disk.ReadDir(p)
+	return c.disk.ReadDir(real)
 }
 
 // CleanedAbs resolves p like the disk file system does and refuses a result outside
@@ -217,10 +230,11 @@ func (c *confinedFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) 
 
 // Exists reports whether p exists inside root.
 func (c *confinedFS) Exists(p string) bool {
-	if _, err := c.check(p); err != nil {
+	real, err := c.check(p)
+	if err != nil {
 		return false
 	}
-	return c.disk.Exists(p)
+	return c.disk.Exists(real)
 }
 
 // Glob returns the matches of pattern that resolve inside root.
@@ -250,7 +264,7 @@ func (c *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err := checkBuildFile(real); err != nil {
 		return nil, err
 	}
-	return c.disk.ReadFile(p)
+	return c.disk.ReadFile(real)
 }
 
 // Walk walks p, stopping with an error at the first path that resolves outside root.

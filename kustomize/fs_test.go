@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -57,6 +58,7 @@ func TestEvalSymlinksAsTheLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.forOneBuild()
 	for round := range 2 {
 		for i := range paths {
 			// Forwards in the first round, backwards in the second: parents before and after.
@@ -71,5 +73,69 @@ func TestEvalSymlinksAsTheLibrary(t *testing.T) {
 				t.Errorf("round %d, %s: evalSymlinks = %q, %v; filepath.EvalSymlinks = %q, %v", round+1, p, got, err, want, wantErr)
 			}
 		}
+	}
+}
+
+// TestConfinedReadsWhatItResolved: a read goes to the path the confinement resolved, so
+// neither a ".." after a symlink out of the repo (cleaned away as text by the resolution,
+// followed after the link by the disk) nor a directory swapped for such a symlink after it
+// was resolved (the resolution is remembered for the build) reads outside the repo.
+func TestConfinedReadsWhatItResolved(t *testing.T) {
+	t.Parallel()
+	root, outside := t.TempDir(), t.TempDir()
+	write := func(dir, rel, content string) {
+		t.Helper()
+		full := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(outside, "secret.yaml", "outside: true\n")
+	write(outside, "x/y/.keep", "")
+	write(outside, "d/x.yaml", "outside: true\n")
+	write(root, "secret.yaml", "inside: true\n")
+	write(root, "d/x.yaml", "inside: true\n")
+	if err := os.MkdirAll(filepath.Join(root, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "x", "y"), filepath.Join(root, "a", "out")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := newConfinedFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := func(p string) string {
+		t.Helper()
+		data, err := c.ReadFile(filepath.Join(root, filepath.FromSlash(p)))
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return string(data)
+	}
+	// The disk alone would read outside/secret.yaml: a/out/.. is outside/x. (Not
+	// filepath.Join, which would clean the ".." away before the file system sees it.)
+	if data, err := c.ReadFile(root + "/a/out/../../secret.yaml"); err != nil || string(data) != "inside: true\n" {
+		t.Errorf(`ReadFile("a/out/../../secret.yaml") = %q, %v; want the repo's secret.yaml`, data, err)
+	}
+	if got := reads("d/x.yaml"); got != "inside: true\n" {
+		t.Fatalf(`ReadFile("d/x.yaml") = %q`, got)
+	}
+	// d becomes a symlink out of the repo after the confinedFS resolved it.
+	if err := os.RemoveAll(filepath.Join(root, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "d"), filepath.Join(root, "d")); err != nil {
+		t.Fatal(err)
+	}
+	// A confinedFS that is not for one build resolves every path again: d is refused now.
+	if got := reads("d/x.yaml"); !strings.Contains(got, ErrOutsideRoot.Error()) {
+		t.Errorf(`ReadFile("d/x.yaml") = %q after d became a symlink out of the repo, want %v`, got, ErrOutsideRoot)
+	}
+	if c.IsDir(filepath.Join(root, "d")) || c.Exists(filepath.Join(root, "d", "x.yaml")) {
+		t.Error("IsDir(d) or Exists(d/x.yaml) after d became a symlink out of the repo")
 	}
 }
